@@ -1,0 +1,32 @@
+# Two commands: `make demo` and `make test`. Both create .venv when missing and install into it.
+PYTHON      ?= python3
+VENV        ?= .venv
+TORCH_SPEC  ?= torch==2.13.0
+BIN         := $(VENV)/bin
+STAMP       := $(VENV)/.installed
+MOESCALE_DATA ?= $(abspath ../shared/datasets)
+export MOESCALE_DATA
+
+.PHONY: install test demo bench clean
+
+install: $(STAMP)
+
+# torch goes first and pinned: an unpinned torch pulls the newest multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	PATH="$(abspath $(BIN)):$$PATH" bash notebooks/demo.sh
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) demo *.egg-info

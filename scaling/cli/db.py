@@ -1,0 +1,5 @@
+"""`moescale db`: not yet available."""
+
+
+def register(sub) -> None:
+    pass

@@ -1,0 +1,5 @@
+"""`moescale plan`: not yet available."""
+
+
+def register(sub) -> None:
+    pass
