@@ -1,0 +1,210 @@
+"""The planner: presets, constraints honored by every run, YAML round trip, messages, CLI."""
+
+import json
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from scaling.architecture import Architecture
+from scaling.errors import MoescaleError
+from scaling.planner import PRESETS, Constraints, GridSpace, PlannedRun, Sweep, candidates, plan, run_id_for
+
+
+def test_optimal_sparsity_preset_is_the_65_model_grid():
+    sweep = plan("optimal-sparsity")
+    per_width = Counter(r.architecture.d_model for r in sweep.runs)
+    assert per_width == {512: 23, 1024: 23, 2048: 19}
+    assert len(sweep.runs) == 65
+    for r in sweep.runs:
+        a = r.architecture
+        assert (a.n_layers, a.d_ff, a.n_heads, a.vocab_size) == (16, 2 * a.d_model, a.d_model // 128, 99574)
+        assert not a.tied_embeddings and a.top_k <= a.n_experts
+        assert a.n_experts in (8, 16, 32, 64, 128, 256) and a.top_k in (2, 4, 8, 16)
+        assert r.tokens == 125_000_000_000
+    assert max(r.architecture.n_experts for r in sweep.runs if r.architecture.d_model == 2048) == 128
+    assert len({r.run_id for r in sweep.runs}) == 65
+
+
+def test_optimal_sparsity_preset_contains_the_published_models():
+    from conftest import dataset_path
+    import pandas as pd
+
+    df = pd.read_csv(dataset_path("optimal_sparsity_models.csv"))
+    planned = {(r.architecture.d_model, r.architecture.n_experts, r.architecture.top_k) for r in plan("optimal-sparsity").runs}
+    assert set(zip(df.d_model, df.n_experts, df.top_k)) <= planned
+
+
+def test_cpu_tiny_preset_is_small():
+    sweep = plan("cpu-tiny")
+    assert len(sweep.runs) == 10
+    assert {(r.architecture.n_experts, r.architecture.top_k) for r in sweep.runs} == {(1, 1), (4, 1), (4, 2), (8, 1), (8, 2)}
+    for r in sweep.runs:
+        assert r.architecture.n_total < 2_000_000 and r.tokens <= 2_000_000
+        assert r.architecture.training_flops(r.tokens) < 1e13  # minutes on 2 CPU cores
+
+
+SPACE = GridSpace(
+    n_layers=(2, 4, 8), d_model=(64, 128, 256), n_experts=(1, 2, 4, 8, 16), top_k=(1, 2, 4), granularity=(0.25, 0.5, 1.0),
+    head_dim=32, vocab_size=1024, seq_len=256,
+)
+
+
+@pytest.mark.parametrize(
+    "constraints",
+    [
+        Constraints(total_params=3e6, tolerance=0.2, tokens=1e6),
+        Constraints(active_params=1e6, tolerance=0.1, compute=(1e13, 3e13, 1e14)),
+        Constraints(total_params=5e6, flops_per_token=6e6, tolerance=0.3, compute=(1e14,)),
+        Constraints(total_params=2e6, active_params=1.2e6, flops_per_token=7e6, tolerance=0.25, tokens=5e5),
+    ],
+)
+def test_every_planned_run_honors_every_constraint(constraints):
+    sweep = plan(SPACE, constraints, seed=3)
+    assert sweep.runs
+    tol = constraints.tolerance
+    for r in sweep.runs:
+        a = r.architecture
+        assert a.top_k <= a.n_experts and a.n_heads * 32 == a.d_model
+        assert a.n_layers in SPACE.n_layers and a.d_model in SPACE.d_model
+        assert a.n_experts in SPACE.n_experts and a.top_k in SPACE.top_k
+        assert a.d_model / a.d_ff in SPACE.granularity
+        for target, value in (
+            (constraints.total_params, a.n_total),
+            (constraints.active_params, a.n_active),
+            (constraints.flops_per_token, a.flops_per_token),
+        ):
+            if target is not None:
+                assert (1 - tol) * target <= value <= (1 + tol) * target
+        if constraints.compute:
+            assert r.compute in constraints.compute
+            assert abs(a.flops_per_token * r.tokens - r.compute) <= a.flops_per_token / 2  # D = C / F, rounded
+        else:
+            assert r.tokens == constraints.tokens and r.compute is None
+        assert r.seed == 3
+    if constraints.compute:  # isoFLOP: every architecture at every budget
+        per_arch = Counter(r.architecture for r in sweep.runs)
+        assert set(per_arch.values()) == {len(constraints.compute)}
+
+
+def test_planner_keeps_exactly_the_admissible_candidates():
+    # Independent brute force over the same axes.
+    c = Constraints(total_params=3e6, active_params=1e6, tolerance=0.25)
+    expected = set()
+    for L in SPACE.n_layers:
+        for d in SPACE.d_model:
+            for E in SPACE.n_experts:
+                for k in SPACE.top_k:
+                    for G in SPACE.granularity:
+                        if k > E:
+                            continue
+                        a = Architecture(d_model=d, n_layers=L, n_heads=d // 32, d_ff=int(d / G), n_experts=E, top_k=k,
+                                         vocab_size=1024, seq_len=256)
+                        if abs(a.n_total - 3e6) <= 0.75e6 and abs(a.n_active - 1e6) <= 0.25e6:
+                            expected.add(a)
+    assert expected and set(candidates(SPACE, c)) == expected
+
+
+def test_sweep_yaml_round_trip(tmp_path):
+    sweep = plan(SPACE, Constraints(active_params=1e6, compute=(1e13, 1e14)), name="iso", seed=7)
+    path = tmp_path / "sweep.yaml"
+    text = sweep.to_yaml(path)
+    assert path.read_text() == text
+    back = Sweep.from_yaml(path)
+    assert back == sweep
+    assert Sweep.from_yaml(text) == sweep
+    assert back.to_yaml() == text
+
+
+def test_run_id_is_deterministic_and_distinguishes_configs():
+    a = Architecture(d_model=64, n_layers=2, n_heads=2, d_ff=128, n_experts=4, top_k=2)
+    assert run_id_for(a, 1000, 0) == run_id_for(Architecture(**a.to_dict()), 1000, 0)
+    assert run_id_for(a, 1000, 0).startswith("d64-l2-e4-k2-f128-")
+    assert len({run_id_for(a, 1000, 0), run_id_for(a, 1001, 0), run_id_for(a, 1000, 1)}) == 3
+    assert PlannedRun.create(a, 1000).run_id == run_id_for(a, 1000, 0)
+
+
+def test_infeasible_budget_names_the_constraint():
+    with pytest.raises(MoescaleError, match=r"total_params = 1e\+12 .* excludes all 65 remaining") as err:
+        plan("optimal-sparsity", Constraints(total_params=1e12))
+    assert "n_total spans" in str(err.value)
+    # total_params alone leaves the d512 E128 models; active_params then removes everything
+    with pytest.raises(MoescaleError, match=r"active_params = 1e\+09 .*total_params removed 61"):
+        plan("optimal-sparsity", Constraints(total_params=3.3e9, active_params=1e9, tolerance=0.05))
+    with pytest.raises(MoescaleError, match="flops_per_token"):
+        plan(SPACE, Constraints(flops_per_token=1.0, tokens=1))
+
+
+def test_infeasible_structure_names_the_rule():
+    with pytest.raises(MoescaleError, match="top_k <= n_experts excludes all"):
+        plan(GridSpace(n_layers=(2,), d_model=(64,), n_experts=(2,), top_k=(4,), head_dim=32), Constraints(tokens=10))
+    with pytest.raises(MoescaleError, match="d_model divisible by head_dim"):
+        plan(GridSpace(n_layers=(2,), d_model=(100,)), Constraints(tokens=10))
+
+
+def test_bad_inputs():
+    with pytest.raises(MoescaleError, match="unknown preset 'nope'"):
+        plan("nope")
+    with pytest.raises(MoescaleError, match="tolerance"):
+        Constraints(tolerance=1.5)
+    with pytest.raises(MoescaleError, match="either compute budgets or tokens"):
+        Constraints(compute=(1e18,), tokens=1e9)
+    with pytest.raises(MoescaleError, match="--compute"):
+        plan(SPACE, Constraints())
+    with pytest.raises(MoescaleError, match="less than one token"):
+        plan(SPACE, Constraints(compute=(10.0,)))
+    with pytest.raises(MoescaleError, match="'name' and 'runs'"):
+        Sweep.from_yaml("just: text\n")
+    with pytest.raises(MoescaleError, match="no such file"):
+        Sweep.from_yaml("missing/sweep.yaml")
+    with pytest.raises(MoescaleError, match="unknown key"):
+        Constraints.from_dict({"total_param": 1e9})
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "scaling.cli", "plan", *args], capture_output=True, text=True)
+
+
+def test_cli_count_json():
+    out = _cli("count", "--d-model", "512", "--n-layers", "16", "--n-heads", "4", "--d-ff", "1024",
+               "--n-experts", "8", "--top-k", "2", "--vocab", "99574", "--json")
+    assert out.returncode == 0, out.stderr
+    # hand counts: see tests/test_architecture.py::test_hand_counted_d512_e8_k2
+    assert json.loads(out.stdout) == {
+        "n_total": 320_150_016,
+        "n_active": 169_155_072,
+        "n_total_nonembed": 218_186_240,
+        "n_active_nonembed": 67_191_296,
+        "flops_per_token": 910_264_320,
+        "flops_per_token_6n": 6 * 169_155_072,
+        "sparsity": 4.0,
+        "density": 0.25,
+        "granularity": 0.5,
+    }
+    table = _cli("count", "--d-model", "64", "--n-layers", "2", "--n-heads", "2", "--d-ff", "128", "--tied")
+    assert table.returncode == 0 and "n_total" in table.stdout
+
+
+def test_cli_grid_writes_a_sweep(tmp_path):
+    out = tmp_path / "sweep.yaml"
+    res = _cli("grid", "--preset", "cpu-tiny", "--compute", "1e12", "3e12", "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "20 runs" in res.stdout
+    sweep = Sweep.from_yaml(out)
+    assert len(sweep.runs) == 20 and sweep.preset == "cpu-tiny" and sweep.constraints.compute == (1e12, 3e12)
+
+
+def test_cli_errors_are_one_line_exit_2():
+    res = _cli("grid", "--preset", "optimal-sparsity", "--total-params", "1.3B")
+    assert res.returncode == 2
+    assert res.stderr.startswith("error: no architecture meets the constraints: total_params")
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    res = _cli("count", "--d-model", "64", "--n-layers", "2", "--n-heads", "3", "--d-ff", "128")
+    assert res.returncode == 2 and "n_heads" in res.stderr
+    res = _cli("grid", "--preset", "cpu-tiny", "--d-model", "64")
+    assert res.returncode == 2 and "--preset fixes the grid" in res.stderr
+
+
+def test_presets_are_registered():
+    assert set(PRESETS) == {"optimal-sparsity", "cpu-tiny"}
