@@ -3,37 +3,80 @@
 Interface (stable; the model calls only these):
 
 - ``grouped_mm(x, w, offsets)``: x (T, K) rows sorted by expert, w (E, K, N),
-  offsets (E,) int32 cumulative row ends -> y (T, N) with y[rows of e] = x[rows of e] @ w[e].
+  offsets (E,) int32 cumulative row ends -> y (T, N) with y[rows of e] = x[rows of e] @ w[e]
+  (rows past offsets[-1] give 0).
 - ``moe_ffn(x, topk_ids, topk_weights, w1, w3, w2)``: x (T, D), topk_ids (T, k) int64,
   topk_weights (T, k), w1/w3 (E, D, F), w2 (E, F, D) -> (T, D), with
   y[t] = sum_j topk_weights[t, j] * (silu(x[t] @ w1[e]) * (x[t] @ w3[e])) @ w2[e],  e = topk_ids[t, j].
 
-This placeholder is the per-expert torch reference only; the Triton backend replaces it.
+Both are differentiable in x, the weights and (for ``moe_ffn``) topk_weights.
+
+Backends (``backend=`` argument, else ``$MOESCALE_KERNELS``, else automatic):
+
+- ``triton``: Triton kernels (``grouped_gemm.py``, ``expert_ffn.py``); chosen automatically
+  for CUDA tensors, or for any tensors when ``TRITON_INTERPRET=1`` (the CPU interpreter).
+- ``torch``: per-expert loops (``reference.py``); chosen automatically otherwise.
 """
 
 from __future__ import annotations
 
+import os
+
 import torch
-import torch.nn.functional as F
+
+from runner.kernels import reference
+from scaling.errors import MoescaleError
+
+BACKENDS = ("triton", "torch")
+ENV_VAR = "MOESCALE_KERNELS"
 
 
-def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    starts = torch.cat([offsets.new_zeros(1), offsets[:-1]]).tolist()
-    ends = offsets.tolist()
-    out = x.new_empty(x.shape[0], w.shape[2])
-    for e, (s, t) in enumerate(zip(starts, ends)):
-        out[s:t] = x[s:t] @ w[e]
-    return out
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0").lower() in ("1", "true", "yes", "on")
 
 
-def moe_ffn(x, topk_ids, topk_weights, w1, w3, w2):
-    T, k = topk_ids.shape
-    flat = topk_ids.reshape(-1)
-    order = torch.argsort(flat, stable=True)
-    tokens = order // k
-    counts = torch.bincount(flat, minlength=w1.shape[0])
-    offsets = torch.cumsum(counts, 0).to(torch.int32)
-    xs = x[tokens]
-    h = F.silu(grouped_mm(xs, w1, offsets)) * grouped_mm(xs, w3, offsets)
-    ys = grouped_mm(h, w2, offsets) * topk_weights.reshape(-1)[order, None].to(x.dtype)
-    return torch.zeros_like(x).index_add_(0, tokens, ys)
+def resolve_backend(backend: str | None = None, device: torch.device | None = None) -> str:
+    """The backend to use: ``backend`` if given, else ``$MOESCALE_KERNELS``, else automatic.
+
+    Automatic: ``triton`` for CUDA tensors or under ``TRITON_INTERPRET=1``, else ``torch``.
+    """
+    name = backend or os.environ.get(ENV_VAR) or None
+    if name is None:
+        on_cuda = device.type == "cuda" if device is not None else torch.cuda.is_available()
+        return "triton" if on_cuda or _interpreting() else "torch"
+    if name not in BACKENDS:
+        source = "backend argument" if backend else f"${ENV_VAR}"
+        raise MoescaleError(f"{source}: unknown kernel backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    if name == "triton" and device is not None and device.type != "cuda" and not _interpreting():
+        raise MoescaleError(
+            f"kernel backend 'triton' needs CUDA tensors (got {device.type}) or TRITON_INTERPRET=1 "
+            f"for the CPU interpreter; set {ENV_VAR}=torch to use the reference"
+        )
+    return name
+
+
+def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, *, backend: str | None = None) -> torch.Tensor:
+    """Grouped GEMM: y[rows of e] = x[rows of e] @ w[e] for each expert e.
+
+    x (T, K) with rows sorted by expert, w (E, K, N), offsets (E,) int32 with
+    rows of e = [offsets[e-1], offsets[e]) (torch ``_grouped_mm``'s convention) -> y (T, N).
+    """
+    if resolve_backend(backend, x.device) == "torch":
+        return reference.grouped_mm(x, w, offsets)
+    from runner.kernels import grouped_gemm
+
+    return grouped_gemm.grouped_mm(x, w, offsets)
+
+
+def moe_ffn(x, topk_ids, topk_weights, w1, w3, w2, *, backend: str | None = None) -> torch.Tensor:
+    """SwiGLU MoE FFN: y[t] = sum_j g[t, j] * (silu(x[t] @ w1[e]) * (x[t] @ w3[e])) @ w2[e].
+
+    e = topk_ids[t, j], g = topk_weights. SwiGLU from Shazeer (2020), "GLU Variants Improve
+    Transformer"; the sorted, scattered grouped-GEMM layout follows ScatterMoE (Tan et al. 2024).
+    Shapes: x (T, D), topk_ids (T, k), topk_weights (T, k), w1/w3 (E, D, F), w2 (E, F, D) -> (T, D).
+    """
+    if resolve_backend(backend, x.device) == "torch":
+        return reference.moe_ffn(x, topk_ids, topk_weights, w1, w3, w2)
+    from runner.kernels import expert_ffn
+
+    return expert_ffn.moe_ffn(x, topk_ids, topk_weights, w1, w3, w2)
