@@ -209,9 +209,11 @@ class Architecture:
         """
         return self.d_model / self.d_ff
 
-    def tpp(self, tokens: float, active: bool = True) -> float:
-        """Tokens per parameter D / N, with N = n_active (default) or n_total (Hoffmann et al. 2022)."""
-        return tokens / (self.n_active if active else self.n_total)
+    def tpp(self, tokens: float) -> float:
+        """Tokens per parameter TPP = D / N_total, the "total tokens per parameter" of
+        Nakamura et al. (arXiv 2508.18672), whose reasoning accuracy peaks near TPP = 20;
+        the store's ``final`` view uses the same definition."""
+        return tokens / self.n_total
 
     def summary(self) -> dict:
         """The accounting as a dict (the keys ``moescale plan count --json`` prints)."""

@@ -93,8 +93,8 @@ def test_hand_counted_d512_e8_k2():
     assert a.flops_per_token_6n == 6 * 169_155_072
     assert a.sparsity == 4.0 and a.density == 0.25 and a.inactive_fraction == 0.75
     assert a.granularity == 0.5
-    assert a.tpp(169_155_072 * 20) == 20.0
-    assert a.tpp(320_150_016, active=False) == 1.0
+    assert a.tpp(320_150_016 * 20) == 20.0
+    assert a.tpp(320_150_016) == 1.0
     assert a.training_flops(1000) == 910_264_320_000
 
 
