@@ -1,5 +1,45 @@
-"""`moescale datasets`: not yet available."""
+"""`moescale datasets list|path NAME`: the reference dataset registry (scaling.datasets)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 
 def register(sub) -> None:
-    pass
+    p = sub.add_parser("datasets", help="public reference datasets")
+    dsub = p.add_subparsers(dest="datasets_command", required=True, metavar="SUBCOMMAND")
+    q = dsub.add_parser("list", help="list registered datasets and where a copy is found")
+    q.set_defaults(func=cmd_list)
+    q = dsub.add_parser("path", help="print a dataset's local path, downloading it when needed")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(func=cmd_path)
+
+
+def _local_copy(ds) -> str:
+    from scaling.datasets import cache_dir
+
+    data = os.environ.get("MOESCALE_DATA")
+    if data and (Path(data).expanduser() / ds.filename).is_file():
+        return str(Path(data).expanduser() / ds.filename)
+    if (cache_dir() / ds.filename).is_file():
+        return str(cache_dir() / ds.filename)
+    return "not downloaded" if ds.url else "not found (set MOESCALE_DATA)"
+
+
+def cmd_list(args) -> int:
+    from scaling.datasets import REGISTRY
+
+    width = max(map(len, REGISTRY))
+    for name in sorted(REGISTRY):
+        ds = REGISTRY[name]
+        print(f"{name:<{width}}  {ds.filename:<28}  {_local_copy(ds)}")
+        print(f"{'':<{width}}  {ds.description}")
+    return 0
+
+
+def cmd_path(args) -> int:
+    from scaling.datasets import path
+
+    print(path(args.name))
+    return 0

@@ -1,0 +1,528 @@
+"""Run directories: the append-only files a training run writes, and reading them back.
+
+A training run never opens the DuckDB store. It writes a run directory::
+
+    run.json        run_id, sweep, status, created_at, code_version, config and the typed
+                    columns (d_model, n_layers, ..., n_total, flops_per_token, tokens_planned,
+                    seed); rewritten atomically (temp file + rename) on every status change
+    metrics.jsonl   one JSON object per line: {"step": 100, "tokens": 204800,
+                    "train_loss": 3.2, "lr": 3e-4}; appended and flushed line by line
+    metrics.parquet optional: the same wide table, written once when the run finishes
+                    (readers prefer it over metrics.jsonl)
+    evals.jsonl     one JSON object per line: {"step", "tokens", "task", "task_kind",
+                    "metric", "value", "n_examples"}
+
+and ``moescale ingest`` loads it into the store (see :mod:`scaling.ingest`).
+
+Non-finite numbers: a diverging run legitimately produces loss = inf or NaN. They are
+kept, not rejected: the writer logs them as ``NaN`` / ``Infinity`` / ``-Infinity`` (what
+Python's json module writes; DuckDB and pyarrow read them too) and the store keeps them
+as IEEE NaN/inf in DOUBLE columns, so a divergence stays visible. A JSON ``null`` means
+"not measured at this step" and stores no row. Non-numeric values (strings, lists,
+booleans) are errors naming ``file:line`` and the column; ``step`` and ``tokens`` must be
+present integers on every line.
+
+A killed run can leave a truncated last line: readers warn (``warnings.warn`` naming
+file and line) and keep the lines before it. A malformed line anywhere else is an error
+naming ``file:line``.
+
+Example::
+
+    >>> with RunWriter("runs/r1", "r1", {"d_model": 256, "n_experts": 8, "top_k": 2}) as w:
+    ...     w.log(step=100, tokens=204_800, train_loss=3.2, lr=3e-4)
+    ...     w.log_eval(step=100, tokens=204_800, task="arith", metric="accuracy", value=0.41)
+    >>> read_run_dir("runs/r1").metrics.shape
+    (2, 5)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import MoescaleError
+
+RUN_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+METRICS_PARQUET = "metrics.parquet"
+EVALS_FILE = "evals.jsonl"
+
+STATUSES = ("running", "finished", "diverged", "failed")
+TASK_KINDS = ("memorization", "reasoning", "other")
+
+#: Typed columns of ``runs`` read from run.json (falling back to the same key in config).
+INT_COLUMNS = (
+    "d_model", "n_layers", "n_heads", "d_ff", "n_experts", "top_k", "vocab_size", "seq_len",
+    "n_total", "n_active", "n_total_nonembed", "n_active_nonembed", "tokens_planned", "seed",
+)  # fmt: skip
+FLOAT_COLUMNS = ("flops_per_token",)
+TYPED_COLUMNS = INT_COLUMNS + FLOAT_COLUMNS
+
+METRIC_COLUMNS = ["run_id", "step", "tokens", "name", "value"]
+EVAL_COLUMNS = ["run_id", "step", "tokens", "task", "task_kind", "metric", "value", "n_examples"]
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+def _float_or_none(value):
+    return None if value is None else float(value)
+
+
+def _atomic_write_json(file: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, allow_nan=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, file)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunWriter:
+    """Write one run directory, append-only, so a crash at any moment leaves readable files.
+
+    ``config`` is the full run configuration (JSON-serializable dict); the typed columns
+    (``d_model``, ``n_total``, ``flops_per_token``, ...) are taken from ``columns`` when
+    given there, else from the same key in ``config``. Used as a context manager the run
+    ends ``finished`` on normal exit and ``failed`` on an exception.
+
+    >>> w = RunWriter("runs/r1", "r1", config, sweep="s1", columns=arch.to_dict())
+    >>> w.log(step=10, tokens=20480, train_loss=4.1)
+    >>> w.finish()
+    """
+
+    def __init__(
+        self,
+        dir: str | Path,
+        run_id: str,
+        config: dict,
+        *,
+        sweep: str | None = None,
+        code_version: str | None = None,
+        columns: dict | None = None,
+        metrics_parquet: bool = False,
+        created_at: datetime | None = None,
+    ):
+        if not isinstance(run_id, str) or not run_id:
+            raise MoescaleError(f"{dir}: run_id must be a non-empty string, got {run_id!r}")
+        self.dir = Path(dir)
+        self.metrics_parquet = metrics_parquet
+        self.dir.mkdir(parents=True, exist_ok=True)
+        existing = self.dir / RUN_FILE
+        if existing.exists():
+            raise MoescaleError(f"{existing}: run directory already holds a run; use a new directory")
+        columns = dict(columns or {})
+        created = created_at or datetime.now(timezone.utc)
+        self.run = {
+            "run_id": run_id,
+            "sweep": sweep,
+            "status": "running",
+            "created_at": created.isoformat(),
+            "code_version": code_version,
+            "config": config,
+        }
+        for key in TYPED_COLUMNS:
+            value = columns.get(key, config.get(key))
+            self.run[key] = None if value is None else (float(value) if key in FLOAT_COLUMNS else int(value))
+        _atomic_write_json(existing, self.run)
+        self._metrics = open(self.dir / METRICS_FILE, "a", encoding="utf-8")
+        self._evals = open(self.dir / EVALS_FILE, "a", encoding="utf-8")
+
+    def log(self, step: int, tokens: int, **metrics: float) -> None:
+        """Append one metrics line: ``{"step", "tokens", name: value, ...}``; flushed at once."""
+        row = {"step": int(step), "tokens": int(tokens)}
+        row.update({name: _float_or_none(v) for name, v in metrics.items()})
+        self._metrics.write(json.dumps(row) + "\n")
+        self._metrics.flush()
+
+    def log_eval(
+        self,
+        step: int,
+        tokens: int,
+        task: str,
+        metric: str,
+        value: float,
+        task_kind: str = "other",
+        n_examples: int | None = None,
+    ) -> None:
+        """Append one evaluation line (task_kind: memorization, reasoning or other)."""
+        if task_kind not in TASK_KINDS:
+            raise MoescaleError(f"task_kind {task_kind!r} is not one of {', '.join(TASK_KINDS)}")
+        row = {
+            "step": int(step), "tokens": int(tokens), "task": task, "task_kind": task_kind,
+            "metric": metric, "value": _float_or_none(value),
+            "n_examples": None if n_examples is None else int(n_examples),
+        }  # fmt: skip
+        self._evals.write(json.dumps(row) + "\n")
+        self._evals.flush()
+
+    def set_status(self, status: str) -> None:
+        """Rewrite run.json atomically with a new status (running, finished, diverged, failed)."""
+        if status not in STATUSES:
+            raise MoescaleError(f"status {status!r} is not one of {', '.join(STATUSES)}")
+        self.run["status"] = status
+        _atomic_write_json(self.dir / RUN_FILE, self.run)
+
+    def finish(self, status: str = "finished") -> None:
+        """Close the logs, write metrics.parquet when asked, then record the final status."""
+        self.close()
+        if self.metrics_parquet:
+            import pyarrow.parquet as pq
+
+            wide = read_metrics_arrow(self.dir)
+            if wide is not None:
+                tmp = self.dir / f".{METRICS_PARQUET}.tmp"
+                pq.write_table(wide, tmp)
+                os.replace(tmp, self.dir / METRICS_PARQUET)
+        self.set_status(status)
+
+    def close(self) -> None:
+        for fh in (self._metrics, self._evals):
+            if not fh.closed:
+                fh.close()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.run["status"] != "running":
+            self.close()
+        else:
+            self.finish("failed" if exc_type is not None else "finished")
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+@dataclass
+class RunRecord:
+    """One run directory read back: run.json as a dict and long metrics/evals tables."""
+
+    path: Path
+    run: dict
+    metrics: pd.DataFrame  # run_id, step, tokens, name, value
+    evals: pd.DataFrame  # run_id, step, tokens, task, task_kind, metric, value, n_examples
+    warnings: list[str] = field(default_factory=list)
+
+
+def _read_jsonl_rows(file: Path, warn: bool = True, messages: list | None = None) -> list[tuple[int, dict]]:
+    """Parse a JSON-lines file into (line number, object) pairs.
+
+    Blank lines are skipped. An unparseable *last* line is a truncated write: it is
+    dropped with a warning. An unparseable line elsewhere, or a line that is not a JSON
+    object, raises MoescaleError naming ``file:line``.
+    """
+    if not file.exists():
+        return []
+    data = file.read_bytes()
+    lines = data.split(b"\n")
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    rows = []
+    for i, raw in enumerate(lines):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if i == last:
+                message = f"{file}:{i + 1}: ignored a truncated last line ({exc})"
+                if messages is not None:
+                    messages.append(message)
+                if warn:
+                    warnings.warn(message, stacklevel=3)
+                break
+            raise MoescaleError(f"{file}:{i + 1}: malformed JSON line: {exc}") from None
+        if not isinstance(obj, dict):
+            raise MoescaleError(f"{file}:{i + 1}: expected a JSON object, got {type(obj).__name__}")
+        rows.append((i + 1, obj))
+    return rows
+
+
+def _integer(value, where: str, key: str) -> int:
+    if isinstance(value, bool) or value is None:
+        raise MoescaleError(f"{where}: column {key!r}: value {value!r} is not an integer")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    raise MoescaleError(f"{where}: column {key!r}: value {value!r} is not an integer")
+
+
+def _number(value, where: str, key: str) -> float:
+    """The value as a float (NaN and inf kept); MoescaleError for anything but a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MoescaleError(f"{where}: column {key!r}: value {value!r} is not a number")
+    return float(value)
+
+
+def _wide_to_long(rows, file: Path, run_id: str) -> pd.DataFrame:
+    steps, tokens, names, values = [], [], [], []
+    for lineno, obj in rows:
+        where = f"{file}:{lineno}"
+        for key in ("step", "tokens"):
+            if key not in obj:
+                raise MoescaleError(f"{where}: column {key!r} is missing")
+        step = _integer(obj["step"], where, "step")
+        tok = _integer(obj["tokens"], where, "tokens")
+        for key, raw in obj.items():
+            if key in ("step", "tokens") or raw is None:
+                continue
+            steps.append(step)
+            tokens.append(tok)
+            names.append(str(key))
+            values.append(_number(raw, where, key))
+    return pd.DataFrame(
+        {
+            "run_id": pd.Series([run_id] * len(steps), dtype=object),
+            "step": np.asarray(steps, dtype=np.int64),
+            "tokens": np.asarray(tokens, dtype=np.int64),
+            "name": pd.Series(names, dtype=object),
+            "value": np.asarray(values, dtype=float),
+        }
+    )
+
+
+def _ends_cleanly(file: Path) -> bool:
+    """True when the file is empty or ends with a newline (no half-written last line)."""
+    with open(file, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        if fh.tell() == 0:
+            return True
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
+
+
+def read_metrics_arrow(dir: str | Path):
+    """Fast path: the wide metrics table of a run directory as a ``pyarrow.Table``, or None.
+
+    Parses ``metrics.parquet`` or ``metrics.jsonl`` with pyarrow and returns it only when
+    it is clean: step and tokens present as integers on every row, every other column
+    numeric. Returns None whenever anything is off (a truncated last line, a string, an
+    empty file), so the caller falls back to the careful line-by-line parse that warns or
+    names ``file:line``.
+    """
+    import pyarrow as pa
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    dir = Path(dir)
+    try:
+        if (dir / METRICS_PARQUET).exists():
+            table = pq.read_table(dir / METRICS_PARQUET)
+        else:
+            file = dir / METRICS_FILE
+            if not file.exists() or not _ends_cleanly(file):
+                return None
+            table = pj.read_json(file, read_options=pj.ReadOptions(use_threads=False))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    names = table.column_names
+    if "step" not in names or "tokens" not in names:
+        return None
+    for name, column in zip(names, table.columns):
+        kind = column.type
+        if name in ("step", "tokens"):
+            if not pa.types.is_integer(kind) or column.null_count:
+                return None
+        elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
+            return None
+    return table
+
+
+def arrow_wide_to_long(table, run_id: str):
+    """Wide metrics (step, tokens, name...) to long ``pyarrow.Table`` rows
+    (run_id, step, tokens, name, value); nulls (not measured) give no row, NaN/inf stay."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    step = table.column("step").cast(pa.int64())
+    tokens = table.column("tokens").cast(pa.int64())
+    parts = []
+    for name in table.column_names:
+        if name in ("step", "tokens"):
+            continue
+        column = table.column(name)
+        if pa.types.is_null(column.type):
+            continue
+        valid = pc.is_valid(column)
+        count = pc.sum(valid).as_py() or 0
+        if count == 0:
+            continue
+        parts.append(
+            pa.table(
+                {
+                    "run_id": pa.array([run_id] * count, pa.string()),
+                    "step": pc.filter(step, valid),
+                    "tokens": pc.filter(tokens, valid),
+                    "name": pa.array([name] * count, pa.string()),
+                    "value": pc.filter(column, valid).cast(pa.float64()),
+                }
+            )
+        )
+    if not parts:
+        return pa.table(
+            {"run_id": pa.array([], pa.string()), "step": pa.array([], pa.int64()),
+             "tokens": pa.array([], pa.int64()), "name": pa.array([], pa.string()),
+             "value": pa.array([], pa.float64())}
+        )  # fmt: skip
+    return pa.concat_tables(parts)
+
+
+def read_metrics(dir: str | Path, run_id: str, warn: bool = True, messages: list | None = None) -> pd.DataFrame:
+    """Metrics of a run directory in long format (run_id, step, tokens, name, value).
+
+    Rows are ordered by step, then name. Reads ``metrics.parquet`` when present, else
+    ``metrics.jsonl`` (fast pyarrow parse,
+    falling back to a careful line-by-line parse that warns about a truncated last line
+    and names ``file:line`` and column of anything malformed).
+    """
+    dir = Path(dir)
+    return _sorted(_read_metrics_unsorted(dir, run_id, warn, messages))
+
+
+def _sorted(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["step", "name"], kind="stable").reset_index(drop=True)
+
+
+def _read_metrics_unsorted(dir: Path, run_id: str, warn: bool, messages: list | None) -> pd.DataFrame:
+    wide = read_metrics_arrow(dir)
+    if wide is not None:
+        return arrow_wide_to_long(wide, run_id).to_pandas()
+    parquet = dir / METRICS_PARQUET
+    if parquet.exists():
+        import pyarrow.parquet as pq
+
+        try:
+            records = pq.read_table(parquet).to_pylist()
+        except Exception as exc:  # pyarrow raises several unrelated types
+            raise MoescaleError(f"{parquet}: cannot read Parquet: {exc}") from None
+        return _wide_to_long([(i + 1, r) for i, r in enumerate(records)], parquet, run_id)
+    file = dir / METRICS_FILE
+    return _wide_to_long(_read_jsonl_rows(file, warn, messages), file, run_id)
+
+
+def read_evals_columns(dir: str | Path, run_id: str, warn: bool = True, messages: list | None = None) -> dict:
+    """Evaluations of a run directory as a dict of column lists (see :func:`read_evals`)."""
+    file = Path(dir) / EVALS_FILE
+    out = {c: [] for c in EVAL_COLUMNS}
+    for lineno, obj in _read_jsonl_rows(file, warn, messages):
+        where = f"{file}:{lineno}"
+        for key in ("step", "tokens", "task", "metric", "value"):
+            if key not in obj:
+                raise MoescaleError(f"{where}: column {key!r} is missing")
+        for key in ("task", "metric"):
+            if not isinstance(obj[key], str) or not obj[key]:
+                raise MoescaleError(f"{where}: column {key!r}: value {obj[key]!r} is not a non-empty string")
+        kind = obj.get("task_kind", "other")
+        if kind not in TASK_KINDS:
+            raise MoescaleError(f"{where}: column 'task_kind': value {kind!r} is not one of {', '.join(TASK_KINDS)}")
+        if obj["value"] is None:
+            continue  # not measured, as in metrics
+        n_examples = obj.get("n_examples")
+        out["run_id"].append(run_id)
+        out["step"].append(_integer(obj["step"], where, "step"))
+        out["tokens"].append(_integer(obj["tokens"], where, "tokens"))
+        out["task"].append(obj["task"])
+        out["task_kind"].append(kind)
+        out["metric"].append(obj["metric"])
+        out["value"].append(_number(obj["value"], where, "value"))
+        out["n_examples"].append(None if n_examples is None else _integer(n_examples, where, "n_examples"))
+    return out
+
+
+def read_evals(dir: str | Path, run_id: str, warn: bool = True, messages: list | None = None) -> pd.DataFrame:
+    """Evaluations of a run directory (run_id, step, tokens, task, task_kind, metric, value, n_examples)."""
+    out = read_evals_columns(dir, run_id, warn, messages)
+    return pd.DataFrame(
+        {
+            "run_id": pd.Series(out["run_id"], dtype=object),
+            "step": np.asarray(out["step"], dtype=np.int64),
+            "tokens": np.asarray(out["tokens"], dtype=np.int64),
+            "task": pd.Series(out["task"], dtype=object),
+            "task_kind": pd.Series(out["task_kind"], dtype=object),
+            "metric": pd.Series(out["metric"], dtype=object),
+            "value": np.asarray(out["value"], dtype=float),
+            "n_examples": pd.array(out["n_examples"], dtype="Int64"),
+        }
+    )
+
+
+def read_run_json(dir: str | Path) -> dict:
+    """run.json of a run directory, validated: the dict with typed columns filled from config.
+
+    Raises MoescaleError naming the file and key when a field is missing or mistyped.
+    """
+    dir = Path(dir)
+    file = dir / RUN_FILE
+    if not dir.is_dir():
+        raise MoescaleError(f"{dir}: not a directory")
+    if not file.is_file():
+        raise MoescaleError(f"{dir}: no {RUN_FILE}, so not a run directory")
+    try:
+        run = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MoescaleError(f"{file}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise MoescaleError(f"{file}: not UTF-8 text: {exc}") from None
+    if not isinstance(run, dict):
+        raise MoescaleError(f"{file}: expected a JSON object")
+    if not isinstance(run.get("run_id"), str) or not run["run_id"]:
+        raise MoescaleError(f"{file}: key 'run_id' must be a non-empty string, got {run.get('run_id')!r}")
+    if run.get("status") not in STATUSES:
+        raise MoescaleError(f"{file}: key 'status': {run.get('status')!r} is not one of {', '.join(STATUSES)}")
+    config = run.get("config")
+    if not isinstance(config, dict):
+        raise MoescaleError(f"{file}: key 'config' must be a JSON object, got {type(config).__name__}")
+    for key in ("sweep", "code_version"):
+        if run.get(key) is not None and not isinstance(run[key], str):
+            raise MoescaleError(f"{file}: key {key!r}: {run[key]!r} is not a string")
+    created = run.get("created_at")
+    if created is not None:
+        try:
+            stamp = datetime.fromisoformat(str(created))
+        except ValueError:
+            raise MoescaleError(f"{file}: key 'created_at': {created!r} is not an ISO 8601 time") from None
+        if stamp.tzinfo is not None:
+            stamp = stamp.astimezone(timezone.utc).replace(tzinfo=None)
+        run["created_at"] = stamp
+    for key in TYPED_COLUMNS:
+        value = run.get(key, config.get(key))
+        if value is None:
+            run[key] = None
+        elif key in FLOAT_COLUMNS:
+            number = _number(value, str(file), key)
+            if number is None:
+                raise MoescaleError(f"{file}: key {key!r}: {value!r} is not a finite number")
+            run[key] = number
+        else:
+            run[key] = _integer(value, str(file), key)
+    return run
+
+
+def read_run_dir(path: str | Path, warn: bool = True) -> RunRecord:
+    """Read a run directory: run.json, metrics (long) and evals, validated.
+
+    A truncated last line in metrics.jsonl or evals.jsonl is dropped with a warning
+    (also listed in ``RunRecord.warnings``); any other malformed line raises MoescaleError
+    naming ``file:line``.
+    """
+    path = Path(path)
+    run = read_run_json(path)
+    messages: list[str] = []
+    metrics = read_metrics(path, run["run_id"], warn, messages)
+    evals = read_evals(path, run["run_id"], warn, messages)
+    return RunRecord(path=path, run=run, metrics=metrics, evals=evals, warnings=messages)

@@ -1,0 +1,173 @@
+import json
+import math
+import warnings
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scaling.errors import MoescaleError
+from scaling.rundir import RunWriter, read_run_dir, read_run_json
+
+CONFIG = {"d_model": 64, "n_layers": 2, "n_heads": 2, "d_ff": 128, "n_experts": 8, "top_k": 2, "lr": 1e-3}
+
+
+def test_writer_round_trip(tmp_path):
+    with RunWriter(tmp_path / "r", "r1", CONFIG, sweep="s", code_version="abc", columns={"n_total": 1234}) as w:
+        w.log(10, 20480, train_loss=3.5, lr=1e-3)
+        w.log(20, 40960, train_loss=3.25, val_loss=3.375)
+        w.log_eval(20, 40960, "arith", "accuracy", 0.5, task_kind="reasoning", n_examples=200)
+    rec = read_run_dir(tmp_path / "r")
+    assert rec.run["run_id"] == "r1" and rec.run["status"] == "finished" and rec.run["sweep"] == "s"
+    assert rec.run["d_model"] == 64 and rec.run["n_total"] == 1234 and rec.run["seed"] is None
+    assert rec.run["config"] == CONFIG
+    m = rec.metrics
+    assert list(m.columns) == ["run_id", "step", "tokens", "name", "value"]
+    assert list(zip(m.step, m.name, m.value)) == [
+        (10, "lr", 1e-3), (10, "train_loss", 3.5), (20, "train_loss", 3.25), (20, "val_loss", 3.375)
+    ]  # fmt: skip
+    e = rec.evals.iloc[0]
+    assert (e.task, e.task_kind, e.metric, e.value, e.n_examples) == ("arith", "reasoning", "accuracy", 0.5, 200)
+    assert rec.warnings == []
+
+
+def test_exception_marks_run_failed_and_run_json_is_atomic(tmp_path):
+    with pytest.raises(RuntimeError):
+        with RunWriter(tmp_path / "r", "r1", CONFIG) as w:
+            w.log(1, 2, train_loss=1.0)
+            raise RuntimeError("boom")
+    assert json.loads((tmp_path / "r" / "run.json").read_text())["status"] == "failed"
+    assert [p.name for p in (tmp_path / "r").iterdir() if p.name.startswith(".")] == []
+
+
+def test_refuses_to_overwrite_a_run(tmp_path):
+    RunWriter(tmp_path / "r", "r1", CONFIG).close()
+    with pytest.raises(MoescaleError, match="already holds a run"):
+        RunWriter(tmp_path / "r", "r2", CONFIG)
+
+
+def test_nonfinite_values_are_kept_and_null_means_not_measured(tmp_path):
+    with RunWriter(tmp_path / "r", "r1", CONFIG) as w:
+        w.log(1, 10, train_loss=float("inf"), val_loss=None)
+        w.log(2, 20, train_loss=float("nan"), grad_norm=-math.inf)
+    m = read_run_dir(tmp_path / "r").metrics
+    assert list(zip(m.step, m.name)) == [(1, "train_loss"), (2, "grad_norm"), (2, "train_loss")]
+    assert m.value.iloc[0] == math.inf and m.value.iloc[1] == -math.inf and math.isnan(m.value.iloc[2])
+
+
+def test_parquet_metrics_match_jsonl(tmp_path):
+    with RunWriter(tmp_path / "r", "r1", CONFIG, metrics_parquet=True) as w:
+        for s in range(1, 6):
+            w.log(s, s * 100, train_loss=1.0 / s, **({"val_loss": 2.0 / s} if s % 2 else {}))
+    assert (tmp_path / "r" / "metrics.parquet").exists()
+    from_parquet = read_run_dir(tmp_path / "r").metrics
+    (tmp_path / "r" / "metrics.parquet").unlink()
+    from_jsonl = read_run_dir(tmp_path / "r").metrics
+    assert from_parquet.to_dict("list") == from_jsonl.to_dict("list")
+
+
+def _metrics_file(tmp_path, lines):
+    with RunWriter(tmp_path / "r", "r1", CONFIG) as w:
+        pass
+    (tmp_path / "r" / "metrics.jsonl").write_text("".join(lines))
+    return tmp_path / "r"
+
+
+def test_truncated_last_line_warns_and_keeps_the_rest(tmp_path):
+    d = _metrics_file(tmp_path, ['{"step": 1, "tokens": 2, "loss": 3.0}\n', '{"step": 2, "tokens": 4, "lo'])
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl:2: ignored a truncated last line"):
+        rec = read_run_dir(d)
+    assert rec.metrics.value.tolist() == [3.0]
+    assert len(rec.warnings) == 1
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"step": 1, "tokens": 2, "loss": 3.0}\n', "{oops\n", '{"step": 3, "tokens": 6}\n'], r"metrics\.jsonl:2: malformed JSON"),
+        (['{"step": 1, "tokens": 2, "loss": "abc"}\n'], r"metrics\.jsonl:1: column 'loss': value 'abc' is not a number"),
+        (['{"step": 1, "tokens": 2, "loss": true}\n'], r"metrics\.jsonl:1: column 'loss': value True is not a number"),
+        (['{"tokens": 2, "loss": 1.0}\n'], r"metrics\.jsonl:1: column 'step' is missing"),
+        (['{"step": 1.5, "tokens": 2}\n'], r"metrics\.jsonl:1: column 'step': value 1.5 is not an integer"),
+        (['{"step": 1, "tokens": NaN}\n'], r"metrics\.jsonl:1: column 'tokens': value nan is not an integer"),
+        (["[1, 2]\n", '{"step": 1, "tokens": 2}\n'], r"metrics\.jsonl:1: expected a JSON object"),
+    ],
+)
+def test_malformed_lines_name_file_line_and_column(tmp_path, lines, message):
+    d = _metrics_file(tmp_path, lines)
+    with pytest.raises(MoescaleError, match=message):
+        read_run_dir(d)
+
+
+@pytest.mark.parametrize(
+    "run, message",
+    [
+        ({"run_id": "r", "status": "done", "config": {}}, "key 'status': 'done' is not one of running"),
+        ({"status": "running", "config": {}}, "key 'run_id' must be a non-empty string"),
+        ({"run_id": "r", "status": "running", "config": []}, "key 'config' must be a JSON object"),
+        ({"run_id": "r", "status": "running", "config": {"d_model": "big"}}, "run.json: column 'd_model': value 'big' is not an integer"),
+        ({"run_id": "r", "status": "running", "config": {}, "created_at": "yesterday"}, "not an ISO 8601"),
+    ],
+)
+def test_run_json_validation(tmp_path, run, message):
+    (tmp_path / "run.json").write_text(json.dumps(run))
+    with pytest.raises(MoescaleError, match=message):
+        read_run_json(tmp_path)
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(MoescaleError, match="no run.json"):
+        read_run_dir(tmp_path)
+    (tmp_path / "run.json").write_text('{"run_id": ')
+    with pytest.raises(MoescaleError, match=r"run\.json:1:\d+: malformed JSON"):
+        read_run_dir(tmp_path)
+
+
+values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**6), 10**6), st.none()
+)
+rows = st.lists(
+    st.fixed_dictionaries({"loss": values, "lr": values}, optional={"val_loss": values}), min_size=1, max_size=12
+)
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rows=rows, cut=st.integers(min_value=1, max_value=400), data=st.data())
+def test_property_truncated_last_line(tmp_path_factory, rows, cut, data):
+    """Whatever a killed writer leaves, the reader returns exactly the complete lines."""
+    d = tmp_path_factory.mktemp("run")
+    lines = [json.dumps({"step": i, "tokens": 10 * i, **r}) + "\n" for i, r in enumerate(rows)]
+    truncate = data.draw(st.booleans())
+    text = "".join(lines)
+    kept = len(rows)
+    if truncate:
+        last = lines[-1]
+        cut = min(cut, len(last) - 2)  # leave at least one character cut off
+        text = "".join(lines[:-1]) + last[:cut]
+        kept = len(rows) - 1
+    d = _metrics_file(d, [text])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = read_run_dir(d)
+    expected = sorted(
+        ((i, k, float(v)) for i, r in enumerate(rows[:kept]) for k, v in r.items() if v is not None),
+        key=lambda t: (t[0], t[1]),
+    )
+    got = list(zip(rec.metrics.step, rec.metrics.name, rec.metrics.value))
+    assert len(got) == len(expected)
+    for (s1, n1, v1), (s2, n2, v2) in zip(got, expected):
+        assert (s1, n1) == (s2, n2)
+        assert (math.isnan(v1) and math.isnan(v2)) or v1 == v2
+    assert len(rec.warnings) <= 1
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=2, max_value=10), bad=st.data(), junk=st.sampled_from(["{", "}", "x", '{"step": 1,', "nul"]))
+def test_property_malformed_middle_line_is_an_error(tmp_path_factory, n, bad, junk):
+    d = tmp_path_factory.mktemp("run")
+    where = bad.draw(st.integers(min_value=0, max_value=n - 2))
+    lines = [json.dumps({"step": i, "tokens": i, "loss": 1.0}) + "\n" for i in range(n)]
+    lines[where] = junk + "\n"
+    d = _metrics_file(d, lines)
+    with pytest.raises(MoescaleError, match=rf"metrics\.jsonl:{where + 1}: "):
+        read_run_dir(d)

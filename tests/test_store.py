@@ -1,0 +1,202 @@
+import json
+import math
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pytest
+from filelock import FileLock
+
+from scaling import store as store_module
+from scaling.errors import MoescaleError
+from scaling.rundir import RunWriter
+from scaling.store import SCHEMA_VERSION, Store, eval_column_names, final_view_sql
+
+
+def snapshot(store):
+    with store.connect():
+        return {t: store.table(t).to_csv(index=False) for t in store.tables()}
+
+
+def test_new_store_has_schema_and_version(tmp_path):
+    with Store(tmp_path / "s.duckdb") as s:
+        assert s.tables() == ["evals", "final", "fits", "meta", "metrics", "runs"]
+        assert s.sql("SELECT value FROM meta WHERE key = 'schema_version'").value[0] == str(SCHEMA_VERSION)
+        types = dict(s.sql("SELECT column_name, data_type FROM information_schema.columns WHERE table_name = 'runs'").values)
+        assert types["n_total"] == "BIGINT" and types["flops_per_token"] == "DOUBLE" and types["config"] == "JSON"
+        assert types["d_model"] == "INTEGER" and types["created_at"] == "TIMESTAMP"
+
+
+def test_default_path_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOESCALE_STORE", str(tmp_path / "env.duckdb"))
+    assert Store().path == str(tmp_path / "env.duckdb")
+    monkeypatch.delenv("MOESCALE_STORE")
+    assert store_module.default_path() == "moescale.duckdb"
+
+
+def test_migrates_a_version_0_store(tmp_path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))  # the pre-versioning layout: no meta, no ingest bookkeeping
+    con.execute("CREATE TABLE runs (run_id VARCHAR PRIMARY KEY, sweep VARCHAR, status VARCHAR, created_at TIMESTAMP, "
+                "code_version VARCHAR, config JSON, d_model INTEGER, n_layers INTEGER, n_heads INTEGER, d_ff INTEGER, "
+                "n_experts INTEGER, top_k INTEGER, vocab_size INTEGER, seq_len INTEGER, n_total BIGINT, n_active BIGINT, "
+                "n_total_nonembed BIGINT, n_active_nonembed BIGINT, flops_per_token DOUBLE, tokens_planned BIGINT, seed BIGINT)")  # fmt: skip
+    con.execute("CREATE TABLE metrics (run_id VARCHAR, step BIGINT, tokens BIGINT, name VARCHAR, value DOUBLE)")
+    con.execute("INSERT INTO runs (run_id, status, config, n_experts, top_k, n_total) VALUES ('old', 'finished', '{}', 8, 2, 100)")
+    con.execute("INSERT INTO metrics VALUES ('old', 5, 500, 'val_loss', 2.5)")
+    con.close()
+    with Store(path) as s:
+        assert s.sql("SELECT value FROM meta").value[0] == "1"
+        assert "content_hash" in s.sql("SELECT * FROM runs").columns
+        row = s.sql("SELECT run_id, sparsity, tokens, tpp, val_loss FROM final").iloc[0]
+        assert (row.run_id, row.sparsity, row.tokens, row.tpp, row.val_loss) == ("old", 4.0, 500, 5.0, 2.5)
+
+
+def test_newer_store_is_refused_with_the_reason(tmp_path):
+    path = tmp_path / "new.duckdb"
+    Store(path).sql("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(MoescaleError, match=r"store schema version 99 is newer than this moe-scaling supports \(version 1\); upgrade"):
+        Store(path)
+
+
+def test_missing_migration_step_says_so(tmp_path, monkeypatch):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE runs (run_id VARCHAR)")
+    con.close()
+    monkeypatch.setattr(store_module, "MIGRATIONS", {})
+    with pytest.raises(MoescaleError, match="no migration from store schema version 0 to 1"):
+        Store(path)
+    con = duckdb.connect(str(path))
+    assert [r[0] for r in con.execute("SHOW TABLES").fetchall()] == ["runs"]  # rolled back
+    con.close()
+
+
+def test_sql_and_errors():
+    with Store(":memory:") as s:
+        assert s.sql("SELECT 1 AS one").one.tolist() == [1]
+        assert s.sql("SELECT ? + 1 AS x", [41]).x[0] == 42
+        assert s.sql("CREATE TABLE t (a INT)").empty
+        with pytest.raises(MoescaleError, match="SQL error: Parser Error"):
+            s.sql("SELEC 1")
+        with pytest.raises(MoescaleError, match="no table or view 'nope'"):
+            s.table("nope")
+
+
+def test_import_export_round_trip(tmp_path):
+    df = pd.DataFrame({"N": [1e6, 2e6], "loss": [3.5, 3.25]})
+    df.to_csv(tmp_path / "p.csv", index=False)
+    with Store(tmp_path / "s.duckdb") as s:
+        assert s.import_table(tmp_path / "p.csv", "points") == 2
+        for suffix in (".csv", ".csv.gz", ".parquet", ".json", ".jsonl"):
+            out = tmp_path / f"out{suffix}"
+            assert s.export("points", out) == 2
+            assert s.import_table(out, "back", replace=True) == 2
+            np.testing.assert_array_equal(s.table("back").loss.to_numpy(), [3.5, 3.25])
+
+
+def test_import_errors_leave_store_unchanged(tmp_path):
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    (tmp_path / "ok.csv").write_text("a\n1\n")
+    with Store(tmp_path / "s.duckdb") as s:
+        s.import_table(tmp_path / "ok.csv", "ok")
+        before = snapshot(s)
+        for source, name, message in [
+            (tmp_path / "nope.csv", "t", "file not found"),
+            (tmp_path / "ok.txt", "t", "unknown table format '.txt'"),
+            (tmp_path / "bad.parquet", "t", "bad.parquet: cannot import"),
+            (tmp_path / "ok.csv", "runs", "reserved"),
+            (tmp_path / "ok.csv", "1x", "not an identifier"),
+            (tmp_path / "ok.csv", "ok", "already exists"),
+        ]:
+            with pytest.raises(MoescaleError, match=message):
+                s.import_table(source, name)
+            assert snapshot(s) == before
+
+
+def test_add_fit_stores_json():
+    with Store(":memory:") as s:
+        fit_id = s.add_fit("chinchilla", {"data": "chinchilla_epoch"}, {"A": np.float64(477.8), "E": math.nan},
+                           {"A": (476.6, 479.3)}, 1.01827e-3, 240, "abc")  # fmt: skip
+        row = s.sql("SELECT * FROM fits").iloc[0]
+        assert row.fit_id == fit_id and row.law == "chinchilla" and row.n_points == 240
+        assert json.loads(row.params) == {"A": 477.8, "E": None}
+        assert json.loads(row.ci) == {"A": [476.6, 479.3]}
+        assert row.objective == 1.01827e-3
+
+
+def test_eval_column_names_are_identifiers_and_unique():
+    names = eval_column_names([("arith-add", "accuracy"), ("arith_add", "accuracy"), ("2wiki", "F1"), ("val", "loss")],
+                              taken=("val_loss",))  # fmt: skip
+    assert names == ["arith_add_accuracy", "arith_add_accuracy_2", "e_2wiki_f1", "val_loss_2"]
+    assert "max(value) FILTER (WHERE task = 'it''s' AND metric = 'acc')" in final_view_sql([("it's", "acc")])
+
+
+def test_final_view_values(tmp_path):
+    # Independent reference: the numbers are written out by hand from the inputs below.
+    with RunWriter(tmp_path / "a", "a", {"n_experts": 8, "top_k": 2, "n_total": 1000, "flops_per_token": 6.0}) as w:
+        w.log(1, 100, train_loss=4.0, val_loss=4.5)
+        w.log(2, 200, train_loss=3.0, val_loss=3.5)
+        w.log(3, 300, train_loss=2.5)
+        w.log_eval(2, 200, "arith", "accuracy", 0.25, task_kind="reasoning")
+        w.log_eval(3, 300, "arith", "accuracy", 0.5, task_kind="reasoning")
+        w.log_eval(3, 300, "facts", "task_loss", 1.5, task_kind="memorization")
+    RunWriter(tmp_path / "b", "b", {"n_experts": 1, "top_k": 1, "n_total": 50, "tokens_planned": 5000}).finish()
+    RunWriter(tmp_path / "c", "c", {"n_experts": 1, "top_k": 1}).finish("diverged")
+    with Store(":memory:") as s:
+        s.ingest([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+        f = s.table("final").set_index("run_id")
+        assert list(f.index) == ["a", "b"]
+        a = f.loc["a"]
+        assert (a.sparsity, a.density, a.tokens, a.tpp, a.active_flops, a.val_loss) == (4.0, 0.25, 300, 0.3, 1800.0, 3.5)
+        assert (a.arith_accuracy, a.facts_task_loss) == (0.5, 1.5)
+        b = f.loc["b"]
+        assert (b.sparsity, b.density, b.tokens, b.tpp) == (1.0, 1.0, 5000, 100.0)
+        assert pd.isna(b.val_loss) and pd.isna(b.arith_accuracy)
+
+
+def test_busy_store_times_out_with_a_clear_error(tmp_path):
+    path = tmp_path / "s.duckdb"
+    Store(path)
+    lock = FileLock(str(path) + ".lock")
+    lock.acquire()
+    try:
+        import subprocess
+        import sys
+
+        code = f"from scaling.store import Store; Store({str(path)!r}, timeout=0.3)"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert "store is busy" in out.stderr
+    finally:
+        lock.release()
+
+
+def test_waits_for_a_foreign_duckdb_holder_then_opens(tmp_path):
+    """Another process holding the DuckDB file itself (not our lock): open retries with backoff."""
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "s.duckdb"
+    Store(path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.0)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        assert "runs" in Store(path, timeout=30).tables()
+        assert time.monotonic() - start > 0.3  # it did wait for the holder
+    finally:
+        holder.wait(timeout=30)
+    with pytest.raises(MoescaleError, match="cannot open store: IO Error"):
+        blocker = subprocess.Popen(
+            [sys.executable, "-c", f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); time.sleep(1.0)"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert blocker.stdout.readline().strip() == "held"
+            Store(path, timeout=0.2).tables()
+        finally:
+            blocker.wait(timeout=30)
