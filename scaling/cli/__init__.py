@@ -13,7 +13,24 @@ import sys
 from scaling.errors import MoescaleError
 
 # Command groups, each a module of this package exposing register(subparsers).
-GROUPS = ("db", "datasets", "fit", "plan")
+GROUPS = ("db", "datasets", "fit", "plan", "analyze")
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """The one way a command names its store: --store, else $MOESCALE_STORE, else ./moescale.duckdb."""
+    parser.add_argument(
+        "--store",
+        default=None,
+        metavar="PATH",
+        help="DuckDB store file (default: $MOESCALE_STORE or ./moescale.duckdb)",
+    )
+
+
+def open_store(args: argparse.Namespace):
+    """Open the store a command's --store names (see add_store_argument)."""
+    from scaling.store import Store
+
+    return Store(args.store)
 
 
 def build_parser() -> argparse.ArgumentParser:

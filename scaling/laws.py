@@ -1,0 +1,475 @@
+"""Scaling laws: named, bounded parameters, a start grid, an equation and its source.
+
+A :class:`Law` evaluates its prediction for a *batch* of parameter sets at once:
+``law.model(T, X)`` takes ``T``, a list of arrays of shape ``(b, 1)`` (one per
+parameter, in ``law.params`` order), and ``X``, a dict of prepared variable arrays
+of shape ``(n,)``, and returns an array of shape ``(b, n)``. The prediction lives
+in ``law.space``: ``"log"`` (the natural log of y, for laws fitted in log-sum-exp
+form) or ``"linear"`` (y itself). Laws with a cheap closed-form Jacobian provide
+``law.jacobian``; the others are differentiated by complex-step differentiation
+(``T_j + i·h``, h = 1e-30, derivative = imag/h), exact to machine precision, so
+every ``model`` is written with complex-safe numpy operations.
+
+The registry :data:`LAWS` holds the built-in laws; :func:`get_law` also accepts a
+user formula such as ``"E + A*N**-alpha + B*D**-beta"`` (see ``scaling.formula``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from scaling.errors import MoescaleError
+
+LN10 = math.log(10.0)
+INF = math.inf
+
+
+def lse(*zs):
+    """Complex-safe log-sum-exp of arrays of the same shape: m + log(sum exp(z - m)), m = max real part.
+
+    ``np.logaddexp`` rejects complex input, which complex-step differentiation needs.
+    """
+    m = np.real(zs[0])
+    for z in zs[1:]:
+        m = np.maximum(m, np.real(z))
+    total = sum(np.exp(z - m) for z in zs)
+    return m + np.log(total)
+
+
+@dataclass(frozen=True, eq=False)
+class Law:
+    """A scaling law: its parameters (ordered, bounded), variables, start grid and equation.
+
+    Attributes:
+        name: registry name, or the formula text for a user formula.
+        params: parameter names in the order of the optimizer's vector.
+        variables: the variables the law reads, e.g. ("N", "D").
+        equation: the equation in plain text.
+        citation: the source paper.
+        model: ``model(T, X) -> (b, n)`` prediction in ``space`` (see module docstring).
+        space: ``"log"`` (model returns ln y) or ``"linear"`` (model returns y).
+        bounds: name -> (lo, hi); missing names are unbounded.
+        start_grid: name -> start values; the product over parameters is the multi-start grid.
+        default_loss: objective used when ``fit`` is not given one.
+        jacobian: optional ``jacobian(T, X) -> (f, [df/dT_j])``; complex step otherwise.
+        prepare: ``prepare(X) -> X'`` precomputes arrays (logs) once per fit.
+        positive: variables that must be > 0 (a log is taken of them).
+        derived: ``derived(params) -> dict`` of reported quantities (E = exp(e), ...).
+        notes: extra lines printed under the summary (e.g. why a form was chosen).
+        shear: optional ``shear(X) -> {(p, q): c}``: the optimizer works in z with
+            p = z_p + c·z_q, a linear change of variables that decorrelates parameters
+            (a − α·log N = (a − α·c) − α·(log N − c) with c = mean log N); bounded
+            parameters must not be sheared.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    variables: tuple[str, ...]
+    equation: str
+    citation: str
+    model: Callable
+    space: str = "linear"
+    bounds: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    start_grid: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    default_loss: str = "huber"
+    jacobian: Callable | None = None
+    prepare: Callable | None = None
+    positive: tuple[str, ...] = ()
+    derived: Callable | None = None
+    notes: str = ""
+    shear: Callable | None = None
+
+    @property
+    def n_params(self) -> int:
+        return len(self.params)
+
+    def bound(self, name: str) -> tuple[float, float]:
+        return tuple(self.bounds.get(name, (-INF, INF)))
+
+    def starts(self, overrides: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
+        """The product grid of start values, shape (n_starts, n_params), in ``params`` order."""
+        grid = dict(self.start_grid)
+        grid.update(overrides or {})
+        values = [list(grid.get(p, (1.0,))) for p in self.params]
+        return np.array(list(itertools.product(*values)), dtype=float).reshape(-1, len(self.params))
+
+    def prepared(self, X: Mapping[str, np.ndarray]) -> dict:
+        """Variables as float arrays plus what ``prepare`` precomputes (e.g. their logs)."""
+        missing = [v for v in self.variables if v not in X]
+        if missing:
+            raise MoescaleError(f"law {self.name!r} needs variable(s) {', '.join(missing)}; got {', '.join(X) or 'none'}")
+        out = {v: np.asarray(X[v], dtype=float).reshape(-1) for v in self.variables}
+        return self.prepare(out) if self.prepare else out
+
+    def _param_arrays(self, params) -> list[np.ndarray]:
+        if isinstance(params, Mapping):
+            missing = [p for p in self.params if p not in params]
+            if missing:
+                raise MoescaleError(f"law {self.name!r}: missing parameter(s) {', '.join(missing)}")
+            vec = np.array([[float(params[p]) for p in self.params]])
+        else:
+            vec = np.atleast_2d(np.asarray(params, dtype=float))
+            if vec.shape[-1] != self.n_params:
+                raise MoescaleError(f"law {self.name!r} has {self.n_params} parameters, got {vec.shape[-1]} values")
+        return [vec[:, j : j + 1] for j in range(self.n_params)]
+
+    def log_predict(self, params, X: Mapping[str, np.ndarray]) -> np.ndarray:
+        """ln y at the points ``X`` for one parameter set (dict or vector) or a batch (b, k) -> (b, n)."""
+        f = self.model(self._param_arrays(params), self.prepared(X))
+        f = np.array(f if self.space == "log" else np.log(f), dtype=float)
+        return f[0] if isinstance(params, Mapping) or np.ndim(params) == 1 else f
+
+    def predict(self, params, X: Mapping[str, np.ndarray]) -> np.ndarray:
+        """y at the points ``X`` for one parameter set (dict or vector) or a batch (b, k) -> (b, n)."""
+        f = self.model(self._param_arrays(params), self.prepared(X))
+        f = np.array(np.exp(f) if self.space == "log" else f, dtype=float)
+        return f[0] if isinstance(params, Mapping) or np.ndim(params) == 1 else f
+
+    def report(self, params: Mapping[str, float]) -> dict[str, float]:
+        """The fitted parameters followed by derived quantities (E = exp(e), ...)."""
+        out = {p: float(params[p]) for p in self.params}
+        if self.derived:
+            out.update({k: float(v) for k, v in self.derived(out).items()})
+        return out
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.equation}"
+
+
+# --------------------------------------------------------------------------- chinchilla
+
+
+def _document(law: Law, doc: str) -> None:
+    object.__setattr__(law, "__doc__", doc)
+
+
+def _log_vars(*names):
+    def prepare(X):
+        X = dict(X)
+        for v in names:
+            X["log_" + v] = np.log(X[v])
+        return X
+
+    return prepare
+
+
+def _chinchilla_model(T, X):
+    e, a, b, alpha, beta = T
+    return lse(a - alpha * X["log_N"], b - beta * X["log_D"], e + 0 * X["log_N"])
+
+
+def _chinchilla_jacobian(T, X):
+    # Direct sum instead of LSE: two exps of (b, n) arrays instead of three (E is per row);
+    # an overflow gives inf, which the optimizer's line search rejects.
+    e, a, b, alpha, beta = T
+    lN, lD = X["log_N"], X["log_D"]
+    E, u1, u2 = np.exp(e), np.exp(a - alpha * lN), np.exp(b - beta * lD)
+    total = E + u1 + u2
+    p1, p2 = u1 / total, u2 / total
+    return np.log(total), [E / total, p1, p2, -p1 * lN, -p2 * lD]
+
+
+def _exp_abe(p):
+    return {"E": math.exp(p["e"]), "A": math.exp(p["a"]), "B": math.exp(p["b"])}
+
+
+#: Epoch AI's grid (Besiroglu et al. 2024, after Hoffmann et al. 2022): 5·6·6·5·5 = 4,500 starts.
+CHINCHILLA_GRID = {
+    "e": (-1.0, -0.5, 0.0, 0.5, 1.0),
+    "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+    "alpha": (0.0, 0.5, 1.0, 1.5, 2.0),
+    "beta": (0.0, 0.5, 1.0, 1.5, 2.0),
+}
+
+CHINCHILLA = Law(
+    name="chinchilla",
+    params=("e", "a", "b", "alpha", "beta"),
+    variables=("N", "D"),
+    equation="L = E + A*N^-alpha + B*D^-beta, fitted as log L = LSE(a - alpha*log N, b - beta*log D, e), "
+    "E = exp(e), A = exp(a), B = exp(b)",
+    citation="Hoffmann et al. 2022 (arXiv 2203.15556); fit procedure of Besiroglu et al. 2024 (arXiv 2404.10102)",
+    model=_chinchilla_model,
+    jacobian=_chinchilla_jacobian,
+    space="log",
+    start_grid=CHINCHILLA_GRID,
+    default_loss="huber",
+    prepare=_log_vars("N", "D"),
+    positive=("N", "D"),
+    derived=_exp_abe,
+    shear=lambda X: {("a", "alpha"): X["log_N"].mean(), ("b", "beta"): X["log_D"].mean()},
+)
+_document(CHINCHILLA, """Chinchilla loss law L(N, D) = E + A·N^-α + B·D^-β (Hoffmann et al. 2022).
+
+Fitted in the log-sum-exp form log L = LSE(a − α·log N, b − β·log D, e), with
+A = e^a, B = e^b, E = e^e, by Huber(δ = 1e-3) on log residuals summed over points,
+from Epoch AI's 4,500-start grid (Besiroglu et al. 2024).""")
+
+
+# --------------------------------------------------------------------------- moe
+
+
+def _moe_model(T, X):
+    e, a, b, alpha, beta, gamma, lam = T
+    z1 = a - alpha * X["log_N"] + gamma * X["log_s"] + lam * X["log_n_exp"]
+    return lse(z1, b - beta * X["log_D"], e + 0 * X["log_N"])
+
+
+def _moe_jacobian(T, X):
+    e, a, b, alpha, beta, gamma, lam = T
+    lN, ls, lE, lD = X["log_N"], X["log_s"], X["log_n_exp"], X["log_D"]
+    E, u1, u2 = np.exp(e), np.exp(a - alpha * lN + gamma * ls + lam * lE), np.exp(b - beta * lD)
+    total = E + u1 + u2
+    p1, p2 = u1 / total, u2 / total
+    return np.log(total), [E / total, p1, p2, -p1 * lN, -p2 * lD, p1 * ls, p1 * lE]
+
+
+MOE_NOTES = (
+    "moe form: L = E + A*N^-alpha*s^gamma*n_exp^lam + B*D^-beta with N = N_total, s = n_experts/top_k.\n"
+    "Nested tests of Liew et al. 2026 (arXiv 2601.08215): gamma = lam = 0 is chinchilla in N_total\n"
+    "(s adds nothing over N_total); lam = 0: n_experts and top_k cancel within s; lam > 0: more experts\n"
+    "at fixed N_total and s carry their own penalty. Dense models (s = n_exp = 1) reduce to chinchilla."
+)
+
+MOE = Law(
+    name="moe",
+    params=("e", "a", "b", "alpha", "beta", "gamma", "lam"),
+    variables=("N", "s", "n_exp", "D"),
+    equation="L = E + A*N^-alpha*s^gamma*n_exp^lam + B*D^-beta, fitted as "
+    "log L = LSE(a - alpha*log N + gamma*log s + lam*log n_exp, b - beta*log D, e)",
+    citation="this project, after Hoffmann et al. 2022, Clark et al. 2022 and Liew et al. 2026 (arXiv 2601.08215)",
+    model=_moe_model,
+    jacobian=_moe_jacobian,
+    space="log",
+    bounds={"gamma": (-1.0, 1.0), "lam": (-1.0, 1.0)},
+    start_grid={
+        # 972 starts: Epoch's a, b values, a coarser e, alpha, beta, and gamma = lam = 0 (the
+        # Chinchilla fit), from which the MoE terms are a small correction.
+        "e": (-1.0, 0.0, 1.0),
+        "a": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+        "b": (0.0, 5.0, 10.0, 15.0, 20.0, 25.0),
+        "alpha": (0.2, 0.5, 1.0),
+        "beta": (0.2, 0.5, 1.0),
+        "gamma": (0.0,),
+        "lam": (0.0,),
+    },
+    default_loss="huber",
+    prepare=_log_vars("N", "s", "n_exp", "D"),
+    positive=("N", "s", "n_exp", "D"),
+    derived=_exp_abe,
+    shear=lambda X: {("a", "alpha"): X["log_N"].mean(), ("b", "beta"): X["log_D"].mean(),
+                     ("a", "gamma"): -X["log_s"].mean(), ("a", "lam"): -X["log_n_exp"].mean()},
+    notes=MOE_NOTES,
+)
+_document(MOE, f"""MoE loss law in total parameters, sparsity, expert count and tokens.
+
+log L = LSE(a − α·log N + γ·log s + λ·log n_exp, b − β·log D, e), i.e.
+L = E + A·N^−α·s^γ·n_exp^λ + B·D^−β with N = N_total, s = n_experts/top_k,
+n_exp = n_experts, D = tokens; γ, λ ∈ [−1, 1].
+
+Why this form: it is the Chinchilla law in N_total with a multiplicative
+correction of the parameter term, so each claim of Liew et al. 2026
+(arXiv 2601.08215) is a nested restriction testable by a likelihood-ratio test
+(fit with ``fix={{"lam": 0.0}}`` or ``fix={{"gamma": 0.0, "lam": 0.0}}``):
+
+{MOE_NOTES}
+""")
+
+
+# --------------------------------------------------------------------------- power laws
+
+
+def _power_model(T, X):
+    E, A, alpha = T
+    return E + A * X["x"] ** -alpha
+
+
+POWER = Law(
+    name="power",
+    params=("E", "A", "alpha"),
+    variables=("x",),
+    equation="y = E + A*x^-alpha",
+    citation="Kaplan et al. 2020 (arXiv 2001.08361); Hoffmann et al. 2022",
+    model=_power_model,
+    space="linear",
+    start_grid={"E": (0.0, 1.0, 2.0), "A": (1.0, 10.0, 100.0, 1000.0), "alpha": (0.05, 0.2, 0.5, 1.0)},
+    default_loss="huber",
+    positive=("x",),
+)
+_document(POWER, "Saturating power law y = E + A·x^−α (Kaplan et al. 2020; Hoffmann et al. 2022).")
+
+
+def _power_pure_model(T, X):
+    a, alpha = T
+    return a + alpha * X["log_x"]
+
+
+POWER_PURE = Law(
+    name="power_pure",
+    params=("a", "alpha"),
+    variables=("x",),
+    equation="y = A*x^alpha, fitted as log y = a + alpha*log x, A = exp(a)",
+    citation="Hoffmann et al. 2022 (arXiv 2203.15556), optima against compute",
+    model=_power_pure_model,
+    space="log",
+    start_grid={"a": (-20.0, -5.0, 0.0, 5.0), "alpha": (-1.0, 0.0, 0.5, 1.0)},
+    default_loss="mse-log",
+    prepare=_log_vars("x"),
+    positive=("x",),
+    derived=lambda p: {"A": math.exp(p["a"])},
+)
+_document(POWER_PURE, """Pure power law y = A·x^α, as log y = a + α·log x with A = e^a.
+
+Used for compute-optimal N_opt(C), D_opt(C) (Hoffmann et al. 2022, Approach 2).""")
+
+
+# --------------------------------------------------------------------------- clark
+
+
+def _clark_model(T, X):
+    a, b, c, d, p_start, p_max = T
+    E = X["E"]
+    e_start, e_max = 2.0**p_start, 2.0**p_max
+    inv_hat = 1.0 / (E - 1.0 + 1.0 / (1.0 / e_start - 1.0 / e_max)) + 1.0 / e_max
+    log10_e_hat = -np.log(inv_hat) / LN10
+    log10_n = X["log10_N"]
+    return LN10 * (a * log10_n + b * log10_e_hat + c * log10_n * log10_e_hat + d)
+
+
+def _clark_prepare(X):
+    X = dict(X)
+    X["log10_N"] = np.log10(X["N"])
+    return X
+
+
+CLARK = Law(
+    name="clark",
+    params=("a", "b", "c", "d", "p_start", "p_max"),
+    variables=("N", "E"),
+    equation="log10 L = a*log10 N + b*log10 Ê + c*log10 N*log10 Ê + d, "
+    "1/Ê = 1/(E - 1 + (1/E_start - 1/E_max)^-1) + 1/E_max, E_start = 2^p_start, E_max = 2^p_max",
+    citation="Clark et al. 2022, Unified Scaling Laws for Routed Language Models (arXiv 2202.01169)",
+    model=_clark_model,
+    space="log",
+    start_grid={
+        "a": (-0.1,),
+        "b": (-0.1,),
+        "c": (0.0, 0.01),
+        "d": (1.0,),
+        "p_start": (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0),
+        "p_max": (4.0, 6.0, 8.0, 10.0, 12.0, 14.0, 16.0, 18.0, 20.0),
+    },
+    default_loss="mse-log10",
+    prepare=_clark_prepare,
+    positive=("N", "E"),
+    derived=lambda p: {"E_start": 2.0 ** p["p_start"], "E_max": 2.0 ** p["p_max"]},
+)
+_document(CLARK, """Clark et al. 2022 routed-model law with a saturating expert count.
+
+log10 L = a·log10 N + b·log10 Ê + c·log10 N·log10 Ê + d, where
+1/Ê = 1/(E − 1 + (1/E_start − 1/E_max)^−1) + 1/E_max, E_start = 2^p_start,
+E_max = 2^p_max; N = dense parameter count, E = number of experts.
+Objective: mean squared error in log10 space.""")
+
+
+# --------------------------------------------------------------------------- krajewski
+
+
+def _krajewski_model(T, X):
+    c, g, gamma, a, alpha, b, beta = T
+    return c + (g / X["G"] ** gamma + a) * X["N"] ** -alpha + b * X["D"] ** -beta
+
+
+KRAJEWSKI = Law(
+    name="krajewski",
+    params=("c", "g", "gamma", "a", "alpha", "b", "beta"),
+    variables=("N", "D", "G"),
+    equation="L = c + (g/G^gamma + a)*N^-alpha + b*D^-beta",
+    citation="Krajewski et al. 2024, Scaling Laws for Fine-Grained Mixture of Experts (arXiv 2402.07871)",
+    model=_krajewski_model,
+    space="linear",
+    start_grid={
+        "c": (0.5, 1.5),
+        "g": (0.0, 10.0),
+        "gamma": (0.5,),
+        "a": (10.0, 100.0, 1000.0),
+        "alpha": (0.2, 0.4),
+        "b": (100.0, 1000.0, 10000.0),
+        "beta": (0.2, 0.4),
+    },
+    default_loss="huber",
+    positive=("N", "D", "G"),
+)
+_document(KRAJEWSKI, """Fine-grained MoE law L(N, D, G) = c + (g/G^γ + a)·N^−α + b·D^−β.
+
+G = granularity (Krajewski et al. 2024, arXiv 2402.07871).""")
+
+
+# --------------------------------------------------------------------------- downstream
+
+
+def _exp_error_model(T, X):
+    eps, k, gamma = T
+    return eps - k * np.exp(-gamma * X["L"])
+
+
+EXP_ERROR = Law(
+    name="exp_error",
+    params=("eps", "k", "gamma"),
+    variables=("L",),
+    equation="Err = eps - k*exp(-gamma*L)",
+    citation="Gadre et al. 2024, Language models scale reliably with over-training (arXiv 2403.08540)",
+    model=_exp_error_model,
+    space="linear",
+    start_grid={"eps": (0.5, 0.9, 1.0), "k": (0.5, 2.0, 10.0), "gamma": (0.1, 0.5, 1.0, 2.0)},
+    default_loss="mse",
+)
+_document(EXP_ERROR, "Downstream error from loss, Err(L) = ε − k·exp(−γ·L) (Gadre et al. 2024, arXiv 2403.08540).")
+
+
+def _sigmoid_model(T, X):
+    a, k, x0, b = T
+    return a / (1.0 + np.exp(-k * (X["x"] - x0))) + b
+
+
+SIGMOID = Law(
+    name="sigmoid",
+    params=("a", "k", "x0", "b"),
+    variables=("x",),
+    equation="Acc = a/(1 + exp(-k*(x - x0))) + b",
+    citation="Bhagia et al. 2024, Establishing Task Scaling Laws via Compute-Efficient Model Ladders (arXiv 2412.04403)",
+    model=_sigmoid_model,
+    space="linear",
+    start_grid={"a": (-1.0, -0.5, 0.5, 1.0), "k": (-10.0, -3.0, -1.0, 1.0, 3.0, 10.0), "x0": (0.5, 1.0, 2.0, 3.0), "b": (0.0, 0.25, 0.5, 1.0)},
+    default_loss="mse",
+)
+_document(SIGMOID, "Accuracy from loss (or log compute), Acc(x) = a/(1 + exp(−k(x − x0))) + b (Bhagia et al. 2024).")
+
+
+LAWS: dict[str, Law] = {
+    law.name: law for law in (CHINCHILLA, POWER, POWER_PURE, CLARK, KRAJEWSKI, MOE, EXP_ERROR, SIGMOID)
+}
+
+
+def get_law(name_or_formula: str | Law, variables: Sequence[str] | None = None) -> Law:
+    """The registered law of that name, or a :class:`Law` built from a user formula.
+
+    A formula's names that are in ``variables`` are variables, the others parameters
+    (as lmfit's ExpressionModel). Without ``variables``, a formula's variables are the
+    names among ``scaling.formula.DEFAULT_VARIABLES`` (N, D, C, G, M, s, n_exp, x, L).
+    """
+    if isinstance(name_or_formula, Law):
+        return name_or_formula
+    text = str(name_or_formula).strip()
+    if text in LAWS:
+        return LAWS[text]
+    if text.isidentifier():
+        raise MoescaleError(f"unknown law {text!r}; known laws: {', '.join(LAWS)}, or a formula such as 'E + A*N**-alpha'")
+    from scaling.formula import formula_law
+
+    return formula_law(text, variables)

@@ -1,0 +1,192 @@
+"""fit(): selection with DuckDB, recovery of known parameters, fixed parameters, bootstrap, errors."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaling.bootstrap import resample_weights
+from scaling.errors import MoescaleError
+from scaling.fitting import fingerprint, fit
+
+rng = np.random.default_rng(7)
+TRUE = {"E": 1.8, "A": 480.0, "alpha": 0.35, "B": 2100.0, "beta": 0.37}
+SMALL_GRID = {"e": [0.0, 1.0], "a": [5.0, 10.0], "b": [5.0, 10.0], "alpha": [0.5], "beta": [0.5]}
+
+
+def _table(n=60, noise=0.0):
+    n_total = np.exp(rng.uniform(np.log(1e7), np.log(1e10), n))
+    tokens = n_total * np.exp(rng.uniform(np.log(5), np.log(200), n))
+    loss = TRUE["E"] + TRUE["A"] * n_total ** -TRUE["alpha"] + TRUE["B"] * tokens ** -TRUE["beta"]
+    loss *= np.exp(rng.normal(0, noise, n)) if noise else 1.0
+    return pd.DataFrame({"n_total": n_total, "tokens": tokens, "val_loss": loss, "run_id": [f"r{i}" for i in range(n)]})
+
+
+DF = _table()
+NOISY = _table(40, noise=0.01)
+X = {"N": "n_total", "D": "tokens"}
+
+
+def test_recovers_known_parameters_from_noiseless_data():
+    res = fit(DF, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID)
+    for k in ("E", "A", "alpha", "B", "beta"):
+        assert res.params[k] == pytest.approx(TRUE[k], rel=1e-6)
+    assert res.objective < 1e-15 and res.converged and res.n_points == 60 and not res.at_bound
+    np.testing.assert_allclose(res.predict({"N": DF.n_total, "D": DF.tokens}), DF.val_loss, rtol=1e-8)
+    assert list(res.data.columns) == ["N", "D", "y"]
+
+
+def test_where_and_sql_expressions_select_rows():
+    res = fit(DF, "chinchilla", x={"N": "n_total", "D": "tokens / 1"}, y="val_loss", where="n_total > 1e8", starts=SMALL_GRID)
+    assert res.n_points == int((DF.n_total > 1e8).sum())
+
+
+def test_user_formula_with_plain_least_squares():
+    res = fit(DF, "E + A*N**-alpha + B*D**-beta", x=X, y="val_loss", loss="mse",
+              starts={"E": [1.0, 2.0], "A": [100.0, 1000.0], "alpha": [0.3], "B": [1000.0], "beta": [0.3]})
+    for k in TRUE:
+        assert res.params[k] == pytest.approx(TRUE[k], rel=1e-4)
+
+
+def test_fixed_parameters_are_held_and_not_free():
+    df = DF.assign(s=1.0, n_exp=1.0)
+    res = fit(df, "moe", x={**X, "s": "s", "n_exp": "n_exp"}, y="val_loss", fix={"lam": 0.0, "gamma": 0.0},
+              starts=SMALL_GRID)
+    assert res.params["lam"] == 0.0 and res.params["gamma"] == 0.0 and res.n_free == 5
+    assert res.params["alpha"] == pytest.approx(0.35, rel=1e-6)
+    assert res.to_json()["fixed"] == {"lam": 0.0, "gamma": 0.0}
+    assert "fixed" in res.summary()
+
+
+def test_json_summary_and_store():
+    class FakeStore:
+        def add_fit(self, *args):
+            self.args = args
+            return "fit-1"
+
+    store = FakeStore()
+    res = fit(NOISY, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, store=store, bootstrap=20, seed=3)
+    out = res.to_json()
+    assert {"law", "params", "ci", "objective", "n_points", "loss", "delta", "converged"} <= set(out)
+    json.dumps(out)
+    assert out["law"] == "chinchilla" and out["loss"] == "huber" and out["delta"] == 1e-3 and out["n_points"] == 40
+    law, spec, params, ci, objective, n_points, fp = store.args
+    assert res.fit_id == "fit-1" and law == "chinchilla" and spec["x"] == X and spec["seed"] == 3 and spec["bootstrap"] == 20
+    assert objective == res.objective and n_points == 40 and fp == fingerprint(res.data) and len(fp) == 64
+    text = res.summary()
+    for word in ("chinchilla", "Objective", "alpha", "0.975]", "Converged:  yes"):
+        assert word in text
+
+
+def test_bootstrap_is_deterministic_with_a_seed_and_brackets_the_estimate():
+    a = fit(NOISY, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, bootstrap=50, seed=11, stderr=False)
+    b = fit(NOISY, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, bootstrap=50, seed=11, stderr=False)
+    c = fit(NOISY, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, bootstrap=50, seed=12, stderr=False)
+    assert a.ci == b.ci and a.ci != c.ci
+    for k in ("E", "alpha", "beta"):
+        lo, hi = a.ci[k]
+        assert lo < hi
+
+
+def test_bootstrap_resamples_runs_not_rows():
+    runs = np.array(["a", "a", "a", "b", "b", "c"])
+    w = resample_weights(runs, 6, 500, seed=0)
+    # All points of one run share the run's count, and counts over runs sum to the number of runs.
+    assert (w[:, 0] == w[:, 1]).all() and (w[:, 1] == w[:, 2]).all() and (w[:, 3] == w[:, 4]).all()
+    assert (w[:, [0, 3, 5]].sum(axis=1) == 3).all()
+    np.testing.assert_array_equal(w, resample_weights(runs, 6, 500, seed=0))
+    assert resample_weights(None, 4, 10, 1).sum(axis=1).tolist() == [4.0] * 10
+
+
+def test_fingerprint_ignores_row_order():
+    sel = pd.DataFrame({"N": [1.0, 2.0, 3.0], "y": [0.1, 0.2, 0.3]})
+    assert fingerprint(sel) == fingerprint(sel.iloc[::-1]) != fingerprint(sel.assign(y=[0.1, 0.2, 0.30001]))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(law="chinchilla", where="n_total > 5e9 AND n_total < 6e9"), r"points selected but law 'chinchilla' has 5 free parameters"),
+        (dict(law="chinchilla", x={"N": "n_total - 1e12", "D": "tokens"}), r"N = 'n_total - 1e12' must be > 0 .* in data row 0"),
+        (dict(law="chinchilla", y="val_loss - 100"), r"y = 'val_loss - 100' must be > 0"),
+        (dict(law="chinchilla", x={"N": "CASE WHEN n_total > 1e9 THEN 'nan'::DOUBLE ELSE n_total END", "D": "tokens"}), r"NaN or infinite"),
+        (dict(law="chinchila"), r"unknown law 'chinchila'"),
+        (dict(law="chinchilla", x={"N": "n_total", "T": "tokens"}), r"unknown variable\(s\) T .* N, D"),
+        (dict(law="chinchilla", x={"N": "n_totl", "D": "tokens"}), r"^mapping does not evaluate: .*n_totl"),
+        (dict(law="chinchilla", fix={"zeta": 1.0}), r"cannot fix zeta"),
+        (dict(law="chinchilla", loss="l1"), r"unknown loss 'l1'"),
+    ],
+)
+def test_bad_input_raises_one_line_errors(kwargs, message):
+    kwargs = {"x": X, "y": "val_loss", **kwargs}
+    with pytest.raises(MoescaleError, match=message) as exc:
+        fit(DF, **kwargs)
+    assert "\n" not in str(exc.value)
+
+
+def test_reads_files(tmp_path):
+    path = tmp_path / "runs.csv"
+    DF.to_csv(path, index=False)
+    res = fit(str(path), "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, stderr=False)
+    assert res.params["alpha"] == pytest.approx(0.35, rel=1e-6) and res.spec["data"] == str(path)
+
+
+def test_unmapped_variable_is_named():
+    with pytest.raises(MoescaleError, match=r"variable\(s\) D of law 'chinchilla' not mapped"):
+        fit(DF, "chinchilla", x={"N": "n_total"}, y="val_loss")
+
+
+def test_saved_to_a_real_store_and_read_from_its_tables(tmp_path):
+    from scaling.store import Store
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store.import_table(NOISY, "sweep")
+        res = fit("sweep", "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, store=store, stderr=False)
+        fits = store.table("fits")
+    assert len(fits) == 1 and res.fit_id == fits.iloc[0]["fit_id"]
+    row = fits.iloc[0]
+    assert row["law"] == "chinchilla" and row["n_points"] == 40 and row["fingerprint"] == res.fingerprint
+    assert json.loads(row["params"])["alpha"] == pytest.approx(res.params["alpha"])
+    assert json.loads(row["spec"])["x"] == X
+
+
+def test_parameter_at_a_bound_is_reported():
+    res = fit(DF, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, bounds={"alpha": (0.0, 0.3)}, stderr=False)
+    assert res.params["alpha"] == 0.3 and res.at_bound == ["alpha"]
+    assert res.to_json()["at_bound"] == ["alpha"] and "AT BOUND" in res.summary()
+    assert "parameter(s) at a bound: alpha" in res.summary()
+
+
+def test_error_names_the_input_row():
+    df = DF.copy()
+    df.loc[5, "val_loss"] = np.nan
+    with pytest.raises(MoescaleError, match=r"y = 'val_loss' is NaN or infinite in data row 5 \(1 rows\)"):
+        fit(df, "chinchilla", x=X, y="val_loss")
+    with pytest.raises(MoescaleError, match=r"in data row 7 "):
+        fit(DF.assign(tokens=np.where(np.arange(60) == 7, 0.0, DF.tokens)), "chinchilla", x=X, y="val_loss", where="n_total > 0")
+
+
+_r = np.random.default_rng(0)
+LAW_CASES = {
+    "power": (dict(E=1.7, A=50.0, alpha=0.1), {"x": np.exp(_r.uniform(np.log(1e18), np.log(1e22), 30))}),
+    "power_pure": (dict(a=-2.0, alpha=0.5), {"x": np.exp(_r.uniform(np.log(1e18), np.log(1e22), 30))}),
+    "krajewski": (dict(c=0.5, g=20.0, gamma=0.5, a=30.0, alpha=0.2, b=400.0, beta=0.25),
+                  {"N": np.exp(_r.uniform(16, 22, 80)), "D": np.exp(_r.uniform(19, 25, 80)), "G": _r.choice([1.0, 2, 4, 8, 16], 80)}),
+    "exp_error": (dict(eps=0.857, k=2.2, gamma=0.71), {"L": _r.uniform(2, 6, 30)}),
+    "sigmoid": (dict(a=-0.6, k=3.0, x0=2.5, b=0.8), {"x": _r.uniform(1, 4, 30)}),
+}
+
+
+@pytest.mark.parametrize("name", list(LAW_CASES))
+def test_each_law_recovers_its_parameters_from_its_default_grid(name):
+    from scaling.laws import get_law
+
+    p, X = LAW_CASES[name]
+    law = get_law(name)
+    df = pd.DataFrame(X).assign(y=law.predict(p, X))
+    res = fit(df, name, x={v: v for v in law.variables}, y="y", stderr=False)
+    assert res.converged
+    for k, v in p.items():
+        assert res.params[k] == pytest.approx(v, rel=1e-7), k
