@@ -10,6 +10,7 @@ import argparse
 import importlib
 import sys
 
+from scaling import __version__
 from scaling.errors import MoescaleError
 
 # Command groups, each a module of this package exposing register(subparsers).
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="moescale",
         description="Find the optimal sparsity of Mixture-of-Experts language models.",
     )
+    parser.add_argument("--version", action="version", version=f"moe-scaling {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in GROUPS:
         importlib.import_module(f"scaling.cli.{name}").register(sub)
