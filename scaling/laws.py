@@ -6,7 +6,9 @@ parameter, in ``law.params`` order), and ``X``, a dict of prepared variable arra
 of shape ``(n,)``, and returns an array of shape ``(b, n)``. The prediction lives
 in ``law.space``: ``"log"`` (the natural log of y, for laws fitted in log-sum-exp
 form) or ``"linear"`` (y itself). Laws with a cheap closed-form Jacobian provide
-``law.jacobian``; the others are differentiated by complex-step differentiation
+``law.jacobian`` and, for the gradient of a fit objective, ``law.vjp`` (the
+vector-Jacobian product, which never forms the Jacobian); the others are
+differentiated by complex-step differentiation
 (``T_j + i·h``, h = 1e-30, derivative = imag/h), exact to machine precision, so
 every ``model`` is written with complex-safe numpy operations.
 
@@ -57,6 +59,9 @@ class Law:
         start_grid: name -> start values; the product over parameters is the multi-start grid.
         default_loss: objective used when ``fit`` is not given one.
         jacobian: optional ``jacobian(T, X) -> (f, [df/dT_j])``; complex step otherwise.
+        vjp: optional ``vjp(T, X) -> (f, pullback)`` with ``pullback(v) = sum_n v_n df_n/dT_j``,
+            shape (b, n_params) for v of shape (b, n): the gradient of any objective of f
+            at the cost of a few passes over (b, n), sharing the exps of ``f``.
         prepare: ``prepare(X) -> X'`` precomputes arrays (logs) once per fit.
         positive: variables that must be > 0 (a log is taken of them).
         derived: ``derived(params) -> dict`` of reported quantities (E = exp(e), ...).
@@ -78,6 +83,7 @@ class Law:
     start_grid: Mapping[str, Sequence[float]] = field(default_factory=dict)
     default_loss: str = "huber"
     jacobian: Callable | None = None
+    vjp: Callable | None = None
     prepare: Callable | None = None
     positive: tuple[str, ...] = ()
     derived: Callable | None = None
@@ -174,6 +180,39 @@ def _chinchilla_jacobian(T, X):
     return np.log(total), [E / total, p1, p2, -p1 * lN, -p2 * lD]
 
 
+def _lse_vjp(c, terms):
+    """ln y = ln(c + sum_k exp(z_k)) and its pullback, for the log-sum-exp laws (chinchilla, moe).
+
+    ``c`` (b, 1) is the constant term (E = e^e); each term is (z_k (b, n), its features): one
+    (n,) array ∂z_k/∂θ_j per parameter θ_j of the term, None for 1 (e.g. z = a − alpha·log N
+    has features [None, −log N]). With u_k = exp(z_k), total = c + sum_k u_k and q = v/total,
+    the pullback sum_n v_n·∂ln y_n/∂θ is sum_n q_n·c for the constant's parameter (θ = ln c) and
+    sum_n q_n·u_k,n·feature_n for θ_j: the exps of the prediction are reused, no Jacobian is formed.
+    Every sum runs along one row, so a start's gradient does not depend on the other rows of the batch.
+    """
+    u = [np.exp(z) for z, _ in terms]
+    total = u[0] + c
+    for uk in u[1:]:
+        total += uk
+
+    def pullback(v):
+        q = v / total
+        cols = [q.sum(axis=1) * c[:, 0]]
+        for uk, (_, features) in zip(u, terms):
+            qu = q * uk
+            cols += [qu.sum(axis=1) if x is None else np.einsum("bn,n->b", qu, x) for x in features]
+        return np.stack(cols, axis=1)
+
+    return np.log(total), pullback
+
+
+def _chinchilla_vjp(T, X):
+    e, a, b, alpha, beta = T
+    lN, lD = X["log_N"], X["log_D"]
+    f, pull = _lse_vjp(np.exp(e), [(a - alpha * lN, [None, -lN]), (b - beta * lD, [None, -lD])])
+    return f, lambda v: pull(v)[:, [0, 1, 3, 2, 4]]  # pullback columns: e, a, alpha, b, beta
+
+
 def _exp_abe(p):
     return {"E": math.exp(p["e"]), "A": math.exp(p["a"]), "B": math.exp(p["b"])}
 
@@ -196,6 +235,7 @@ CHINCHILLA = Law(
     citation="Hoffmann et al. 2022 (arXiv 2203.15556); fit procedure of Besiroglu et al. 2024 (arXiv 2404.10102)",
     model=_chinchilla_model,
     jacobian=_chinchilla_jacobian,
+    vjp=_chinchilla_vjp,
     space="log",
     start_grid=CHINCHILLA_GRID,
     default_loss="huber",
@@ -229,6 +269,14 @@ def _moe_jacobian(T, X):
     return np.log(total), [E / total, p1, p2, -p1 * lN, -p2 * lD, p1 * ls, p1 * lE]
 
 
+def _moe_vjp(T, X):
+    e, a, b, alpha, beta, gamma, lam = T
+    lN, ls, lE, lD = X["log_N"], X["log_s"], X["log_n_exp"], X["log_D"]
+    z1 = a - alpha * lN + gamma * ls + lam * lE
+    f, pull = _lse_vjp(np.exp(e), [(z1, [None, -lN, ls, lE]), (b - beta * lD, [None, -lD])])
+    return f, lambda v: pull(v)[:, [0, 1, 5, 2, 6, 3, 4]]  # pullback columns: e, a, alpha, gamma, lam, b, beta
+
+
 MOE_NOTES = (
     "moe form: L = E + A*N^-alpha*s^gamma*n_exp^lam + B*D^-beta with N = N_total, s = n_experts/top_k.\n"
     "Nested tests of Liew et al. 2026 (arXiv 2601.08215): gamma = lam = 0 is chinchilla in N_total\n"
@@ -245,6 +293,7 @@ MOE = Law(
     citation="this project, after Hoffmann et al. 2022, Clark et al. 2022 and Liew et al. 2026 (arXiv 2601.08215)",
     model=_moe_model,
     jacobian=_moe_jacobian,
+    vjp=_moe_vjp,
     space="log",
     bounds={"gamma": (-1.0, 1.0), "lam": (-1.0, 1.0)},
     start_grid={

@@ -52,7 +52,8 @@ class Objective:
             # With c = clip(r, -δ, δ): H_δ(r) = c·(r − c/2) and H_δ'(r) = c.
             c = np.clip(r, -self.delta, self.delta)
             wc = c if w.ndim == 1 and np.all(w == 1.0) else w * c
-            val = np.einsum("...n,...n->...", wc, r - 0.5 * c)
+            # sum w·c·(r − c/2) as two dot products, without a (b, n) temporary
+            val = np.einsum("...n,...n->...", wc, r) - 0.5 * np.einsum("...n,...n->...", wc, c)
             return val, (wc if need_grad else None)
         scale = 1.0 / (LN10_SQ if self.name == "mse-log10" else 1.0)
         wn = w / np.sum(w, axis=-1, keepdims=True)
@@ -126,9 +127,15 @@ class LossProblem:
             out[:, j] = self.fixed[p] if p in self.fixed else theta[:, self.free.index(p)]
         return out
 
-    def _model_jac(self, theta: np.ndarray, need_grad: bool):
+    def _columns(self, theta: np.ndarray) -> list[np.ndarray]:
+        """The law's parameters as a list of (b, 1) columns, fixed values filled in."""
+        if not self.fixed:
+            return [theta[:, j : j + 1] for j in range(theta.shape[1])]
         full = self.full(theta)
-        T = [full[:, j : j + 1] for j in range(self.law.n_params)]
+        return [full[:, j : j + 1] for j in range(self.law.n_params)]
+
+    def _model_jac(self, theta: np.ndarray, need_grad: bool):
+        T = self._columns(np.atleast_2d(theta))
         if not need_grad:
             with np.errstate(all="ignore"):
                 return self.law.model(T, self.X), None
@@ -144,6 +151,19 @@ class LossProblem:
                 Tc[j] = T[j] + 1j * COMPLEX_STEP
                 J.append(np.imag(self.law.model(Tc, self.X)) / COMPLEX_STEP)
         return f, J
+
+    def _model_vjp(self, theta: np.ndarray):
+        """Prediction f (b, n) in the law's space and its pullback v -> sum_n v_n·df_n/dtheta (b, k_free).
+
+        Uses ``law.vjp`` when the law has one (no Jacobian is formed), else the Jacobian.
+        """
+        if self.law.vjp is None:
+            f, J = self._model_jac(theta, True)
+            return f, lambda v: np.stack([np.einsum("bn,bn->b", v, d) for d in J], axis=-1)
+        f, pull = self.law.vjp(self._columns(theta), self.X)
+        if len(self.free_index) == self.law.n_params:
+            return f, pull
+        return f, lambda v: pull(v)[:, self.free_index]
 
     def residuals(self, theta: np.ndarray, need_jac: bool = False):
         """Residuals r = t − f (b, n) in the objective's space and, optionally, df/dtheta (= −dr/dtheta) as a list."""
@@ -162,8 +182,9 @@ class LossProblem:
     def value_grad(self, theta: np.ndarray, rows: np.ndarray | None = None, need_grad: bool = True):
         """Objective (b,) and gradient (b, k_free) of free-parameter vectors theta (b, k_free)."""
         theta = np.atleast_2d(theta)
-        # Blocks of ~16k elements keep every (block, n) temporary in L2 cache: ~2x faster than larger blocks.
-        block = max(1, 16384 // max(self.n, 1))
+        # Blocks of ~32k elements (256 kB a temporary) keep the (block, n) temporaries in L2 cache:
+        # measured 2-3x faster than blocks of 130k elements or more.
+        block = max(1, 32768 // max(self.n, 1))
         if theta.shape[0] <= block:
             return self._value_grad(theta, rows, need_grad)
         rows = np.arange(theta.shape[0]) if rows is None else np.asarray(rows)
@@ -173,17 +194,30 @@ class LossProblem:
 
     def _value_grad(self, theta, rows, need_grad):
         w = self.weights if self.weights.ndim == 1 else self.weights[rows]
-        r, dr = self.residuals(theta, need_grad)
         with np.errstate(all="ignore"):
-            val, dv = self.objective.value_dr(r, w, need_grad)
-            val = np.where(np.isfinite(val), val, np.inf)
             if not need_grad:
-                return val, None
-            grad = -np.stack([np.einsum("bn,bn->b", dv, d) for d in dr], axis=-1)
-        bad = ~np.isfinite(grad).all(axis=-1)
-        val = np.where(bad, np.inf, val)
+                r, _ = self.residuals(theta)
+                val, _ = self.objective.value_dr(r, w, need_grad=False)
+                return np.where(np.isfinite(val), val, np.inf), None
+            f, pull = self._model_vjp(theta)
+            if f.shape != (theta.shape[0], self.n):  # a prediction that does not depend on every input
+                f = np.broadcast_to(f, (theta.shape[0], self.n))
+            f, pull = self._to_objective_space(f, pull)
+            val, dv = self.objective.value_dr(self.target - f, w)
+            grad = -pull(dv)  # r = t − f, so dvalue/dtheta = −pullback(dvalue/dr)
+        bad = ~(np.isfinite(val) & np.isfinite(grad).all(axis=-1))
+        val[bad] = np.inf
         grad[bad] = 0.0
         return val, grad
+
+    def _to_objective_space(self, f, pull):
+        """f and its pullback moved from the law's space to the objective's (ln or exp, chain rule)."""
+        if self.objective.space == "log" and self.law.space == "linear":
+            return np.log(f), lambda v: pull(v / f)
+        if self.objective.space == "linear" and self.law.space == "log":
+            y = np.exp(f)
+            return y, lambda v: pull(v * y)
+        return f, pull
 
     def value(self, theta: np.ndarray) -> float:
         """Objective of one free-parameter vector (for scipy)."""

@@ -3,8 +3,11 @@
 :func:`minimize_batch` runs projected L-BFGS (Nocedal & Wright 2006, Alg. 7.4, the
 two-loop recursion) on all starts at once: the iterate is an array of shape
 (n_starts, n_params), each row with its own curvature history, backtracking
-Armijo line search and convergence test; converged rows drop out of the active
-set. Bounds are handled by projection: components at a bound whose gradient
+Armijo line search and convergence test. Finished starts leave the running set,
+whose arrays are kept compacted, so each iteration (and each function evaluation)
+costs only the starts still running; the curvature pairs live in a ring of m slots
+shared by all starts, so storing a pair is one slice assignment, not a per-start roll.
+Bounds are handled by projection: components at a bound whose gradient
 points outward are frozen for the step, and the step is clipped to the box.
 :func:`polish` then refines candidates with scipy's L-BFGS-B at tight tolerances,
 so the reported optimum is the true one, not one stopped early.
@@ -41,10 +44,84 @@ class BatchResult:
 
 
 def _projected_grad(x, g, lower, upper):
-    pg = g.copy()
-    pg[(x <= lower) & (g > 0)] = 0.0
-    pg[(x >= upper) & (g < 0)] = 0.0
-    return pg
+    """The gradient with the components that push against an active bound set to 0."""
+    return np.where(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)), 0.0, g)
+
+
+def _dot(a, b):
+    """Row-wise dot products of (b, k) arrays."""
+    return np.einsum("bk,bk->b", a, b)
+
+
+class _Running:
+    """The starts still running, compacted: row indices into x0, iterate, value, gradient and
+    the L-BFGS memory, slot-major so that a slot is contiguous: S, Y (m, b, k) hold the pairs
+    s, y; rho (m, b) = 1/sᵀy, 0 for an empty slot; gamma = sᵀy/yᵀy of the newest pair, 0 before
+    the first."""
+
+    FIELDS = ("rows", "x", "f", "g", "S", "Y", "rho", "gamma")
+
+    def __init__(self, rows, x, f, g, m):
+        self.rows, self.x, self.f, self.g = rows, x, f, g
+        b, k = x.shape
+        self.S, self.Y = np.zeros((m, b, k)), np.zeros((m, b, k))
+        self.rho, self.gamma = np.zeros((m, b)), np.zeros(b)
+
+    def keep(self, mask):
+        for name in self.FIELDS:
+            a = getattr(self, name)
+            setattr(self, name, a[:, mask] if name in ("S", "Y", "rho") else a[mask])
+
+
+def _two_loop(run, pg, newest):
+    """L-BFGS direction −H·pg of every running start (Nocedal & Wright 2006, Alg. 7.4).
+
+    The memory is a ring shared by all starts: slot ``newest`` holds the latest pair, the
+    slots before it (mod m) older ones; an empty or skipped slot has rho = 0 and drops out.
+    Before its first pair a start takes H = I / max(sum |pg|, 1), a steepest-descent step of
+    bounded length.
+    """
+    m = run.rho.shape[0]
+    order = [(newest - i) % m for i in range(m)]
+    q = pg.copy()
+    alphas = []
+    for i in order:
+        a = run.rho[i] * _dot(run.S[i], q)
+        q -= a[:, None] * run.Y[i]
+        alphas.append(a)
+    h0 = np.where(run.gamma > 0, run.gamma, 1.0 / np.maximum(np.abs(pg).sum(axis=1), 1.0))
+    d = q * h0[:, None]
+    for i, a in zip(reversed(order), reversed(alphas)):
+        beta = run.rho[i] * _dot(run.Y[i], d)
+        d += (a - beta)[:, None] * run.S[i]
+    return -d, h0
+
+
+def _backtrack(fun, run, d, slope, project, max_backtrack, c1=1e-4):
+    """Armijo backtracking along the projected path x(t) = project(x + t·d), starting at t = 1.
+
+    A failed step t is replaced by the minimizer of the quadratic through f(0), f'(0) = slope
+    and f(t) (Nocedal & Wright 2006, eq. 3.57), kept within [0.1·t, 0.5·t]; only the rows that
+    still fail are evaluated again. Returns (x_new, f_new, g_new, ok).
+    """
+    x, f, g = run.x, run.f, run.g
+    t = np.ones(x.shape[0])
+    x_new = project(x + d)
+    f_new, g_new = fun(x_new, run.rows, True)
+    ok = f_new <= f + c1 * _dot(g, x_new - x)
+    for _ in range(max_backtrack):
+        fail = np.flatnonzero(~ok)
+        if fail.size == 0:
+            break
+        tf, sf = t[fail], slope[fail]
+        with np.errstate(all="ignore"):
+            tq = -sf * tf * tf / (2.0 * (f_new[fail] - f[fail] - sf * tf))
+        t[fail] = np.where(np.isfinite(tq), np.clip(tq, 0.1 * tf, 0.5 * tf), 0.1 * tf)
+        xt = project(x[fail] + t[fail, None] * d[fail])
+        ft, gt = fun(xt, run.rows[fail], True)
+        x_new[fail], f_new[fail], g_new[fail] = xt, ft, gt
+        ok[fail] = ft <= f[fail] + c1 * _dot(g[fail], xt - x[fail])
+    return x_new, f_new, g_new, ok
 
 
 def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: int = 2000,
@@ -56,92 +133,64 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
     A start stops when its projected gradient's max-norm is ≤ gtol, when its relative
     decrease (f_old − f)/max(|f|, 1e-300) is ≤ ftol, when the line search can make
     no progress (stalled: converged to machine precision), or at ``max_iter``.
+    Finished starts leave the running set, so an iteration costs only the starts still running.
     """
     x = np.array(x0, dtype=float, copy=True)
     B, k = x.shape
     lower = np.full(k, -np.inf) if lower is None else np.asarray(lower, dtype=float)
     upper = np.full(k, np.inf) if upper is None else np.asarray(upper, dtype=float)
     x = np.clip(x, lower, upper)
+    bounded = np.isfinite(lower).any() or np.isfinite(upper).any()
+    project = (lambda v: np.clip(v, lower, upper)) if bounded else (lambda v: v)
     f, g = fun(x, np.arange(B), True)
-    status = np.full(B, -1)
-    status[~np.isfinite(f)] = INVALID
+    status = np.where(np.isfinite(f), -1, INVALID)
     n_iter = np.zeros(B, dtype=int)
-    S = np.zeros((B, m, k))
-    Y = np.zeros((B, m, k))
-    rho = np.zeros((B, m))  # 0 marks an empty slot; slot 0 is the newest pair
-    gamma = np.ones(B)
-    has_pair = np.zeros(B, dtype=bool)
+    start = np.flatnonzero(status < 0)
+    run = _Running(start, x[start], f[start], g[start], m)
+
+    def finish(mask, code):
+        """Record the starts in ``mask`` with status ``code`` (scalar or per start) and drop them."""
+        rows = run.rows[mask]
+        x[rows], f[rows], status[rows] = run.x[mask], run.f[mask], np.broadcast_to(code, mask.shape)[mask]
+        run.keep(~mask)
 
     for it in range(max_iter):
-        act = np.flatnonzero(status < 0)
-        if act.size == 0:
-            break
-        xa, fa, ga = x[act], f[act], g[act]
-        pg = _projected_grad(xa, ga, lower, upper)
+        pg = _projected_grad(run.x, run.g, lower, upper)
         done = np.abs(pg).max(axis=1) <= gtol
-        status[act[done]] = GTOL
-        keep = ~done
-        act, xa, fa, ga, pg = act[keep], xa[keep], fa[keep], ga[keep], pg[keep]
-        if act.size == 0:
+        if done.any():
+            finish(done, GTOL)
+            pg = pg[~done]
+        if run.rows.size == 0:
             break
-        frozen = pg == 0.0  # components held at a bound this step
-        # Two-loop recursion over the stored pairs of each start.
-        q = pg.copy()
-        Sa, Ya, ra = S[act], Y[act], rho[act]
-        alphas = np.empty((act.size, m))
-        for i in range(m):
-            alphas[:, i] = ra[:, i] * np.einsum("bk,bk->b", Sa[:, i], q)
-            q -= alphas[:, i : i + 1] * Ya[:, i]
-        first = ~has_pair[act]
-        h0 = np.where(first, 1.0 / np.maximum(np.abs(pg).sum(axis=1), 1.0), gamma[act])
-        d = q * h0[:, None]
-        for i in reversed(range(m)):
-            beta = ra[:, i] * np.einsum("bk,bk->b", Ya[:, i], d)
-            d += (alphas[:, i] - beta)[:, None] * Sa[:, i]
-        d = -d
-        d[frozen] = 0.0
-        slope = np.einsum("bk,bk->b", ga, d)
-        bad = ~(slope < 0) | ~np.isfinite(slope)
-        if bad.any():  # not a descent direction: restart from steepest descent
+        d, h0 = _two_loop(run, pg, (it - 1) % m)
+        d[pg == 0.0] = 0.0  # components held at a bound this step
+        slope = _dot(run.g, d)
+        bad = ~(slope < 0)
+        if bad.any():  # not a descent direction (or not finite): restart from steepest descent
             d[bad] = -pg[bad] * h0[bad, None]
-            rho[act[bad]] = 0.0
-            has_pair[act[bad]] = False
-        # Backtracking Armijo line search, only the rows that still fail are re-evaluated.
-        t = np.ones(act.size)
-        x_new = np.clip(xa + d, lower, upper)
-        f_new, g_new = fun(x_new, act, True)
-        ok = f_new <= fa + 1e-4 * np.einsum("bk,bk->b", ga, x_new - xa)
-        for _ in range(max_backtrack):
-            fail = np.flatnonzero(~ok)
-            if fail.size == 0:
-                break
-            t[fail] *= 0.5
-            xt = np.clip(xa[fail] + t[fail, None] * d[fail], lower, upper)
-            ft, gt = fun(xt, act[fail], True)
-            x_new[fail], f_new[fail], g_new[fail] = xt, ft, gt
-            ok[fail] = ft <= fa[fail] + 1e-4 * np.einsum("bk,bk->b", ga[fail], xt - xa[fail])
-        stalled = ~ok | np.all(x_new == xa, axis=1)
-        status[act[stalled]] = STALLED
+            run.rho[:, bad], run.gamma[bad] = 0.0, 0.0
+            slope = _dot(run.g, d)
+        x_new, f_new, g_new, ok = _backtrack(fun, run, d, slope, project, max_backtrack)
+        s, y = x_new - run.x, g_new - run.g
+        stalled = ~ok | ~s.any(axis=1)
+        # Store the pair in slot it % m; a start whose pair has too little curvature stores an empty slot.
+        sy, yy = _dot(s, y), _dot(y, y)
+        good = ~stalled & (sy > 1e-12 * np.sqrt(_dot(s, s) * yy)) & (yy > 0)
+        slot = it % m
+        run.S[slot], run.Y[slot] = s, y
+        run.rho[slot] = np.where(good, 1.0 / np.where(good, sy, 1.0), 0.0)
+        run.gamma = np.where(good, sy / np.where(good, yy, 1.0), run.gamma)
+        small = ~stalled & ((run.f - f_new) <= ftol * np.maximum(np.abs(f_new), 1e-300))
         acc = ~stalled
-        ia = act[acc]
-        s = x_new[acc] - xa[acc]
-        yv = g_new[acc] - ga[acc]
-        sy = np.einsum("bk,bk->b", s, yv)
-        yy = np.einsum("bk,bk->b", yv, yv)
-        good = (sy > 1e-12 * np.sqrt(np.einsum("bk,bk->b", s, s) * yy)) & (yy > 0)
-        gi = ia[good]
-        S[gi] = np.roll(S[gi], 1, axis=1)
-        Y[gi] = np.roll(Y[gi], 1, axis=1)
-        rho[gi] = np.roll(rho[gi], 1, axis=1)
-        S[gi, 0], Y[gi, 0], rho[gi, 0] = s[good], yv[good], 1.0 / sy[good]
-        gamma[gi] = sy[good] / yy[good]
-        has_pair[gi] = True
-        f_old = fa[acc]
-        x[ia], f[ia], g[ia] = x_new[acc], f_new[acc], g_new[acc]
-        n_iter[ia] += 1
-        small = (f_old - f[ia]) <= ftol * np.maximum(np.abs(f[ia]), 1e-300)
-        status[ia[small]] = FTOL
-    status[status < 0] = MAX_ITER
+        run.x[acc], run.f[acc], run.g[acc] = x_new[acc], f_new[acc], g_new[acc]
+        n_iter[run.rows[acc]] += 1
+        ended = stalled | small
+        if ended.any():
+            finish(ended, np.where(stalled, STALLED, FTOL))
+        if run.rows.size == 0:
+            break
+    if run.rows.size:
+        finish(np.ones(run.rows.size, dtype=bool), MAX_ITER)
     return BatchResult(x=x, fun=f, status=status, n_iter=n_iter)
 
 

@@ -190,3 +190,37 @@ def test_each_law_recovers_its_parameters_from_its_default_grid(name):
     assert res.converged
     for k, v in p.items():
         assert res.params[k] == pytest.approx(v, rel=1e-7), k
+
+
+
+def test_standard_errors_equal_the_gauss_newton_covariance():
+    """SE = sqrt(diag(s^2 (J^T J)^-1)), s^2 = RSS/(n - k), J the Jacobian of the log residuals
+    by central differences in float64: the textbook least-squares covariance, computed here
+    independently of lmfit."""
+    from scaling.bootstrap import standard_errors
+    from scaling.laws import get_law
+    from scaling.objectives import LossProblem, Objective
+
+    res = fit(NOISY, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, loss="mse-log", stderr=False)
+    law = get_law("chinchilla")
+    n_total, tokens, y = NOISY.n_total.to_numpy(), NOISY.tokens.to_numpy(), NOISY.val_loss.to_numpy()
+    problem = LossProblem(law, {"N": n_total, "D": tokens}, y, Objective("mse-log", 1e-3))
+    theta = res.vector()
+    se, correl = standard_errors(problem, theta)
+
+    def residuals(t):
+        e, a, b, alpha, beta = t
+        return np.log(y) - np.logaddexp(np.logaddexp(a - alpha * np.log(n_total), b - beta * np.log(tokens)), e)
+
+    h = 1e-6
+    J = np.column_stack([(residuals(theta + h * np.eye(5)[j]) - residuals(theta - h * np.eye(5)[j])) / (2 * h) for j in range(5)])
+    r = residuals(theta)
+    cov = np.linalg.inv(J.T @ J) * (r @ r) / (len(r) - 5)
+    want = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(want, want)
+    for i, p in enumerate(law.params):
+        assert se[p] == pytest.approx(want[i], rel=1e-4), p
+        for j, q in enumerate(law.params):
+            if i != j:
+                assert correl[p][q] == pytest.approx(corr[i, j], abs=1e-4), (p, q)
+    assert {"E", "A", "B"} <= set(se)

@@ -95,3 +95,31 @@ def test_non_finite_starts_are_marked_invalid():
 
     res = minimize_batch(fun, np.array([[-1.0], [3.0]]))
     assert not res.converged[0] and res.converged[1] and res.x[1, 0] == pytest.approx(1.0)
+
+
+def test_each_start_runs_as_if_alone():
+    # Starts finish at different iterations and leave the compacted running set; the others
+    # must not notice: a start's result is the same in the batch as on its own.
+    law = get_law("chinchilla")
+    prob = LossProblem(law, {"N": N, "D": D}, Y, Objective("huber", 1e-3))
+    starts = law.starts({"e": [0.0, 1.0], "a": [0.0, 10.0], "b": [5.0, 20.0], "alpha": [0.5], "beta": [0.5, 1.5]})
+    res = minimize_batch(prob.value_grad, starts, ftol=1e-9, max_iter=300)
+    assert len(set(res.n_iter)) > 1
+    for i, s in enumerate(starts):
+        one = minimize_batch(prob.value_grad, s[None, :], ftol=1e-9, max_iter=300)
+        assert one.status[0] == res.status[i] and one.n_iter[0] == res.n_iter[i]
+        np.testing.assert_allclose(one.x[0], res.x[i], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, X", [("chinchilla", {"N": N, "D": D}),
+                                     ("moe", {"N": N, "D": D, "s": np.full(40, 4.0), "n_exp": np.full(40, 8.0)})])
+def test_vjp_is_the_jacobian_transpose_product(name, X):
+    law = get_law(name)
+    Xp = law.prepared(X)
+    theta = np.array([[0.5, 6.0, 7.0, 0.35, 0.37, 0.1, 0.05][: law.n_params]]) * np.array([[1.0], [1.03]])
+    T = [theta[:, j : j + 1] for j in range(law.n_params)]
+    v = rng.normal(size=(2, 40))
+    f, pull = law.vjp(T, Xp)
+    f_ref, J = law.jacobian(T, Xp)
+    np.testing.assert_allclose(f, f_ref, rtol=1e-14)
+    np.testing.assert_allclose(pull(v), np.stack([(v * j).sum(axis=1) for j in J], axis=1), rtol=1e-11, atol=1e-13)
