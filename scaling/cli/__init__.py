@@ -14,7 +14,7 @@ from scaling import __version__
 from scaling.errors import MoescaleError
 
 # Command groups, each a module of this package exposing register(subparsers).
-GROUPS = ("db", "datasets", "fit", "plan", "analyze")
+GROUPS = ("db", "datasets", "fit", "plan", "optimum")
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
