@@ -325,10 +325,10 @@ def leave_one_out(
     data (a table or view name), refits are not saved. A rich progress bar
     shows the folds when ``progress`` is True.
     """
-    from scaling.fitting import load_data
+    from scaling.tables import read_table
 
     # a store only supplies the data: the refits are not saved to it
-    df = load_data(data, store=fit_kwargs.pop("store", None)).reset_index(drop=True)
+    df = read_table(data, store=fit_kwargs.pop("store", None)).reset_index(drop=True)
     if group not in df.columns:
         raise MoescaleError(f"leave_one_out: no column {group!r} to group by (columns: {', '.join(map(str, df.columns))})")
     values = pd.unique(df[group])
@@ -359,9 +359,10 @@ def leave_largest_out(
     Besiroglu et al. 2024 of whether a fit predicts the next model). Errors as
     in ``leave_one_out`` (one fold).
     """
-    from scaling.fitting import load_data, select
+    from scaling.fitting import select
+    from scaling.tables import read_table
 
-    df = load_data(data, store=fit_kwargs.pop("store", None)).reset_index(drop=True)
+    df = read_table(data, store=fit_kwargs.pop("store", None)).reset_index(drop=True)
     if by not in x:
         raise MoescaleError(f"leave_largest_out: by={by!r} is not a mapped variable ({', '.join(x)})")
     if n_groups < 1:

@@ -22,7 +22,8 @@ import pandas as pd
 from scaling.errors import MoescaleError
 from scaling.laws import Law, get_law
 from scaling.objectives import LossProblem, Objective
-from scaling.optimize import distinct_best, minimize_batch, polish
+from scaling.optimize import distinct_best, minimize_batch, polish, projected_grad
+from scaling.tables import read_table
 
 #: Candidates polished with scipy after the batched multi-start.
 N_POLISH = 5
@@ -153,15 +154,6 @@ def _one_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def load_data(data, store=None) -> pd.DataFrame:
-    """A DataFrame from anything ``scaling.tables.read_table`` accepts."""
-    if isinstance(data, pd.DataFrame):
-        return data
-    from scaling.tables import read_table
-
-    return read_table(data, store=store)
-
-
 def select(df: pd.DataFrame, x: Mapping[str, str], y: str, where: str | None = None, run_id: str = "run_id") -> tuple[pd.DataFrame, np.ndarray | None]:
     """Evaluate the mapping with DuckDB: ``SELECT <x> AS <names>, <y> AS y FROM data WHERE <where>``.
 
@@ -266,7 +258,7 @@ def optimize_law(problem: LossProblem, starts: np.ndarray, *, n_polish: int = N_
     # objective; that is convergence when the scaled gradient is also negligible.
     _, g = fun(best.x[None, :], np.array([0]), True)
     scale = np.maximum(np.abs(best.x), 1.0)
-    free_g = np.where(((best.x <= problem.lower) & (g[0] > 0)) | ((best.x >= problem.upper) & (g[0] < 0)), 0.0, g[0])
+    free_g = projected_grad(best.x, g[0], problem.lower, problem.upper)
     small_grad = np.max(np.abs(free_g) * scale) <= 1e-6 * max(abs(best.fun), 1e-12) or np.max(np.abs(free_g)) <= 1e-12
     converged = bool(best.success or small_grad)
     return problem.from_z(best.x)[0], best.fun, converged, best.message, batch
@@ -322,7 +314,7 @@ def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", wher
 
 
 def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, seed, st, stderr, progress) -> FitResult:
-    df = load_data(data, store=st)
+    df = read_table(data, store=st)
     sel, runs = select(df, x, y, where)
     n_free = law.n_params - len([p for p in fixed if p in law.params])
     _check(law, sel, x, y, objective, n_free)

@@ -43,7 +43,7 @@ class BatchResult:
         return int(np.argmin(np.where(np.isfinite(self.fun), self.fun, np.inf)))
 
 
-def _projected_grad(x, g, lower, upper):
+def projected_grad(x, g, lower, upper):
     """The gradient with the components that push against an active bound set to 0."""
     return np.where(((x <= lower) & (g > 0)) | ((x >= upper) & (g < 0)), 0.0, g)
 
@@ -155,7 +155,7 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
         run.keep(~mask)
 
     for it in range(max_iter):
-        pg = _projected_grad(run.x, run.g, lower, upper)
+        pg = projected_grad(run.x, run.g, lower, upper)
         done = np.abs(pg).max(axis=1) <= gtol
         if done.any():
             finish(done, GTOL)
