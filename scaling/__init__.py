@@ -32,7 +32,7 @@ _EXPORTS = {
     "RunWriter": "scaling.rundir",
     "read_run_dir": "scaling.rundir",
 }
-_MODULES = ("datasets", "compare", "allocation", "linear", "planner")
+_MODULES = ("datasets", "compare", "allocation", "linear", "planner", "claims", "accuracy", "optimum", "simulate", "analysis")
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

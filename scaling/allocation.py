@@ -7,7 +7,8 @@ Compute-Optimal Large Language Models", arXiv 2203.15556):
 - Approach 3, ``chinchilla_optimum``: the closed-form minimum of a fitted
   ``chinchilla`` law L = E + A N^-alpha + B D^-beta under C = 6 N D.
 - Approach 2, ``isoflop_minima``: per compute budget, the minimum of the final
-  loss over log N (a parabola, or a cubic spline), then ``scaling_exponents``.
+  loss over log N (an Akima spline as Porian et al. 2024 do, a parabola, or a cubic
+  spline), then ``scaling_exponents``.
 - Approach 1, ``envelope_minima``: the lower envelope of training curves on a
   grid of C, then ``scaling_exponents``.
 
@@ -114,46 +115,90 @@ def _minimum_spline(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(res.x), float(spline(res.x))
 
 
+#: Grid points per interval between samples of the Akima minimum (Porian et al. 2024).
+AKIMA_POINTS_PER_INTERVAL = 25
+
+
+def akima_grid(x: np.ndarray, per_interval: int = AKIMA_POINTS_PER_INTERVAL) -> np.ndarray:
+    """The fine grid of Porian et al. 2024: ``per_interval`` points evenly spaced in ln N (geometric in N)
+    in every interval between consecutive sampled sizes, both ends included, over the whole sampled range."""
+    parts = [np.linspace(a, b, per_interval + 1)[:-1] for a, b in zip(x[:-1], x[1:])]
+    return np.concatenate(parts + [x[-1:]])
+
+
+def _minimum_akima(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    from scipy.interpolate import Akima1DInterpolator
+
+    # ln loss against ln N (Porian et al. 2024); the minimum on the fine grid over the whole range
+    spline = Akima1DInterpolator(x, np.log(y))
+    grid = akima_grid(x)
+    values = spline(grid)
+    j = int(np.nanargmin(values))
+    return float(grid[j]), float(np.exp(values[j]))
+
+
+_METHODS = {"smooth": _minimum_akima, "parabola": _minimum_parabola, "spline": _minimum_spline}
+
+
 def isoflop_minima(
     df: pd.DataFrame,
     budget: str = "C",
     size: str = "N",
     loss: str = "loss",
-    method: str = "parabola",
+    method: str = "smooth",
     *,
     flops_per_param_token: float = 6.0,
+    bootstrap: int = 0,
+    noise: float | None = None,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """Per compute budget, the model size minimizing the final loss (Approach 2).
 
     For each value of ``budget`` (an isoFLOP profile: runs of equal compute C
     and different N), the minimum over x = ln N of the loss:
 
+    - ``method="smooth"`` (default; Porian et al. 2024, "Resolving Discrepancies in
+      Compute-Optimal Scaling of Language Models", arXiv 2406.19146): an Akima spline
+      (scipy ``Akima1DInterpolator``) of ln loss against ln N, minimized on a fine grid
+      of 25 points per interval between samples (geometric in N) over the whole sampled
+      range, not only between the neighbours of the lowest sample. It follows the
+      profile's shape without a parabola's bias and without a cubic spline's overshoot.
     - ``method="parabola"``: least-squares quadratic L = c0 + c1 x + c2 x^2 over
       all points of the profile, x_opt = -c1 / (2 c2) (Hoffmann et al. 2022,
       Approach 2). It averages noise, but it is biased when the profile is not
       a parabola over its whole sampled range: a Chinchilla profile
       E + A N^-alpha + B (C/6N)^-beta is asymmetric in ln N unless alpha = beta.
-    - ``method="smooth"``: a cubic spline (not-a-knot) through the points,
-      minimized between the observed minimum's neighbours. It follows the
-      profile's local shape, so it has no such shape bias, but it passes
-      through noisy points instead of averaging them.
+    - ``method="spline"``: a cubic spline (not-a-knot) of the loss, minimized between
+      the observed minimum's neighbours (this module's earlier "smooth").
 
-    Profiles are grouped by the exact value of ``budget``: round a computed
-    budget column first. Repeated sizes in a profile (seeds) are averaged first. A profile needs 3
-    distinct sizes. ``at_edge`` marks a profile whose observed minimum is its
-    smallest or largest size (the optimum may lie outside the sampled range;
-    the parabola's vertex may then fall outside it, the spline's cannot).
+    Profiles are grouped by the exact value of ``budget``: round a computed budget column
+    first. Repeated sizes in a profile (seeds) are averaged first. A profile with fewer than
+    3 distinct sizes is skipped with a warning naming its budget. ``at_edge`` marks a budget
+    whose interpolated minimum lies at (or, for the parabola, beyond) the smallest or largest
+    size sampled: the optimum may lie outside the sampled range (``scaling_exponents`` drops
+    such budgets by default); ``observed_at_edge`` marks a lowest *sample* at an end.
 
-    Returns a DataFrame with columns <budget>, N_opt, D_opt = C / (6 N_opt),
-    loss_opt, n_points, at_edge, one row per budget, sorted by budget.
-    D_opt assumes the budget column holds FLOPs and ``size`` the (active)
-    parameters, C = 6 N D.
+    Seed-noise bootstrap (Porian et al. 2024), when ``bootstrap`` > 0: ``bootstrap`` times,
+    Gaussian noise of standard deviation ``noise`` is added to ln loss of every size, the
+    minimum is found again, and the median of the interior argmins (``N_opt_median``) and
+    their 2.5/97.5% percentiles (``N_opt_lo``, ``N_opt_hi``) are reported with
+    ``n_boot_interior``. ``noise`` defaults to the pooled standard deviation of ln loss
+    between repeated runs of one size (seeds); without repeats it must be given.
+
+    Returns a DataFrame with columns <budget>, N_opt, D_opt = C / (6 N_opt), loss_opt,
+    n_points, at_edge, observed_at_edge (+ the bootstrap columns), one row per budget with
+    3 or more sizes, sorted by budget. D_opt assumes the budget column holds FLOPs and
+    ``size`` the (active) parameters, C = 6 N D.
     """
-    if method not in ("parabola", "smooth"):
-        raise MoescaleError(f"isoflop_minima: method must be 'parabola' or 'smooth', not {method!r}")
+    import warnings
+
+    if method not in _METHODS:
+        raise MoescaleError(f"isoflop_minima: method must be 'smooth', 'parabola' or 'spline', not {method!r}")
     for col in (budget, size, loss):
         if col not in df.columns:
             raise MoescaleError(f"isoflop_minima: no column {col!r} (columns: {', '.join(map(str, df.columns))})")
+    if int(bootstrap) < 0:
+        raise MoescaleError(f"isoflop_minima: bootstrap = {bootstrap} must be >= 0")
     data = df[[budget, size, loss]].apply(pd.to_numeric, errors="coerce")
     bad = data.index[~np.isfinite(data.to_numpy(dtype=float)).all(axis=1)]
     if len(bad):
@@ -161,30 +206,64 @@ def isoflop_minima(
     if (data[size] <= 0).any():
         row = data.index[data[size] <= 0][0]
         raise MoescaleError(f"isoflop_minima: column {size!r} row {row} is not > 0; its log is taken")
-    find = _minimum_parabola if method == "parabola" else _minimum_spline
+    if method == "smooth" and (data[loss] <= 0).any():
+        row = data.index[data[loss] <= 0][0]
+        raise MoescaleError(f"isoflop_minima: column {loss!r} row {row} is not > 0; the Akima spline is of ln loss")
+    find = _METHODS[method]
+    if bootstrap and noise is None:
+        logs = np.log(data[loss].clip(lower=1e-300))
+        groups = logs.groupby([data[budget], data[size]])
+        dev = (logs - groups.transform("mean")) ** 2
+        dof = int((groups.transform("size") > 1).sum() - groups.ngroups + (groups.size() == 1).sum())
+        if dof <= 0:
+            raise MoescaleError("isoflop_minima: the seed-noise bootstrap needs noise= (no repeated sizes to estimate it)")
+        noise = float(np.sqrt(dev.sum() / dof))
+    rng = np.random.default_rng(seed)
     rows = []
+    skipped = []
     for C, group in data.groupby(budget, sort=True):
         prof = group.groupby(size, sort=True)[loss].mean()
         if len(prof) < 3:
-            raise MoescaleError(
-                f"isoflop_minima: budget {budget} = {C:g} has {len(prof)} distinct sizes; need at least 3"
-            )
+            skipped.append((C, len(prof)))
+            continue
         x = np.log(prof.index.to_numpy(dtype=float))
         y = prof.to_numpy(dtype=float)
         i = int(np.argmin(y))
         xm, lm = find(x, y)
         N = float(np.exp(xm)) if np.isfinite(xm) else np.nan
-        rows.append(
-            {
-                budget: float(C),
-                "N_opt": N,
-                "D_opt": float(C) / (flops_per_param_token * N),
-                "loss_opt": lm,
-                "n_points": len(prof),
-                "at_edge": i in (0, len(y) - 1),
-            }
-        )
-    return pd.DataFrame(rows)
+        tol = 1e-9 * max(1.0, abs(x[-1] - x[0]))
+        row = {
+            budget: float(C),
+            "N_opt": N,
+            "D_opt": float(C) / (flops_per_param_token * N),
+            "loss_opt": lm,
+            "n_points": len(prof),
+            "at_edge": bool(not np.isfinite(xm) or xm <= x[0] + tol or xm >= x[-1] - tol),
+            "observed_at_edge": i in (0, len(y) - 1),
+        }
+        if bootstrap:
+            found = []
+            for _ in range(int(bootstrap)):
+                yb = np.exp(np.log(y) + rng.normal(0.0, noise, len(y)))
+                xb, _ = find(x, yb)
+                if np.isfinite(xb) and x[0] + tol < xb < x[-1] - tol:
+                    found.append(xb)
+            found = np.asarray(found)
+            row["N_opt_median"] = float(np.exp(np.median(found))) if found.size else np.nan
+            row["N_opt_lo"], row["N_opt_hi"] = (
+                (float(np.exp(np.percentile(found, 2.5))), float(np.exp(np.percentile(found, 97.5))))
+                if found.size else (np.nan, np.nan))
+            row["n_boot_interior"] = int(found.size)
+        rows.append(row)
+    if skipped:
+        warnings.warn("isoflop_minima: skipped " + ", ".join(f"{budget} = {C:g} ({n} distinct sizes)" for C, n in skipped)
+                      + "; a budget needs at least 3", stacklevel=2)
+    if not rows:
+        raise MoescaleError(f"isoflop_minima: no budget has 3 or more distinct sizes "
+                            f"({', '.join(f'{budget} = {C:g}: {n}' for C, n in skipped)})")
+    out = pd.DataFrame(rows)
+    out.attrs["skipped"] = [float(C) for C, _ in skipped]
+    return out
 
 
 def scaling_exponents(
@@ -194,21 +273,35 @@ def scaling_exponents(
     tokens: str | None = "D_opt",
     *,
     alpha: float = 0.05,
+    drop_edge: bool = True,
 ) -> pd.DataFrame:
     """Power laws of the optima against compute: N_opt = k C^a, D_opt = k' C^b.
 
     Fitted as log-log OLS with statsmodels (``scaling.linear.loglog_ols``):
     ln N_opt = ln k + a ln C, so the (1 - alpha) CIs are t-intervals on a and
     on ln k (Hoffmann et al. 2022, Approaches 1 and 2 report a and b). Rows
-    with a missing optimum (NaN) are dropped. When D_opt = C / (6 N_opt)
-    exactly, b = 1 - a identically.
+    with a missing optimum (NaN) are dropped, and with ``drop_edge`` (default) so are
+    budgets whose minimum lies at the edge of their sampled range (an ``at_edge``
+    column, as ``isoflop_minima`` gives; Porian et al. 2024), with a warning saying how
+    many. When D_opt = C / (6 N_opt) exactly, b = 1 - a identically.
 
     Returns a DataFrame indexed by quantity (``size``, ``tokens``) with columns
     exponent, exponent_lo, exponent_hi, coefficient, coefficient_lo,
-    coefficient_hi, n_points.
+    coefficient_hi, n_points; ``attrs["dropped_edge"]`` holds the number dropped.
     """
+    import warnings
+
     from scaling.linear import loglog_ols
 
+    dropped = 0
+    if drop_edge and "at_edge" in minima.columns:
+        edge = minima["at_edge"].astype(bool)
+        dropped = int(edge.sum())
+        if dropped:
+            warnings.warn(f"scaling_exponents: dropped {dropped} edge budget(s) of {len(minima)} "
+                          f"({', '.join(f'{v:g}' for v in minima.loc[edge, budget]) if budget in minima else ''}); "
+                          "pass drop_edge=False to keep them", stacklevel=2)
+        minima = minima[~edge]
     rows = {}
     for col in (size, tokens):
         if col is None:
@@ -217,7 +310,8 @@ def scaling_exponents(
             raise MoescaleError(f"scaling_exponents: no column {col if col not in minima.columns else budget!r}")
         sub = minima[[budget, col]].replace([np.inf, -np.inf], np.nan).dropna()
         if len(sub) < 2:
-            raise MoescaleError(f"scaling_exponents: {len(sub)} finite optima in {col!r}; need at least 2")
+            raise MoescaleError(f"scaling_exponents: {len(sub)} finite optima in {col!r}"
+                                + (f" after dropping {dropped} edge budget(s)" if dropped else "") + "; need at least 2")
         fit = loglog_ols(sub.reset_index(drop=True), col, budget, alpha=alpha)
         lo_c, hi_c = fit.ci["const"]
         rows[col] = {
@@ -229,7 +323,9 @@ def scaling_exponents(
             "coefficient_hi": float(np.exp(hi_c)),
             "n_points": fit.n_points,
         }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.attrs["dropped_edge"] = dropped
+    return out
 
 
 # --------------------------------------------------------------------------- Approach 1

@@ -91,12 +91,17 @@ def test_isoflop_parabola_is_biased_on_asymmetric_profile_smooth_is_not():
     df = isoflop_profiles(HOFFMANN, budgets, span=2.0, k=15)
     truth = chinchilla_optimum(HOFFMANN, budgets).N_opt.to_numpy()
     par = isoflop_minima(df, method="parabola")
-    smo = isoflop_minima(df, method="smooth")
+    smo = isoflop_minima(df, method="spline")
+    aki = isoflop_minima(df, method="smooth")
     err_par = np.abs(np.log(par.N_opt.to_numpy() / truth))
     err_smo = np.abs(np.log(smo.N_opt.to_numpy() / truth))
+    err_aki = np.abs(np.log(aki.N_opt.to_numpy() / truth))
     assert np.all(err_par > 0.10)  # > 10% off (about 13%)
     assert np.all(err_smo < 1e-3)
-    assert not smo.at_edge.any()
+    # Akima: within half a step of its fine grid (25 points per interval of ln N)
+    step = (np.log(10) * 4 / 14) / 25
+    assert np.all(err_aki < 0.5 * step + 1e-3) and np.all(err_aki < err_par / 10)
+    assert not smo.at_edge.any() and not aki.at_edge.any()
     np.testing.assert_allclose(smo.D_opt * smo.N_opt * 6, budgets, rtol=1e-12)
     # the spline's loss at its minimum is the true minimum loss
     true_loss = chinchilla_optimum(HOFFMANN, budgets).loss.to_numpy()
@@ -112,8 +117,12 @@ def test_isoflop_parabola_hand_example():
     # loss = 2 + 0.5 (ln N - ln 1e8)^2 exactly: vertex at N = 1e8
     N = np.array([1e7, 3e7, 1e8, 3e8, 1e9])
     df = pd.DataFrame({"C": 1e18, "N": N, "loss": 2 + 0.5 * (np.log(N) - np.log(1e8)) ** 2})
-    for method in ("parabola", "smooth"):
+    for method in ("parabola", "spline", "smooth"):
         out = isoflop_minima(df, method=method)
+        if method == "smooth":  # the Akima curve is no parabola: within one step of its fine grid
+            assert abs(np.log(out.N_opt[0] / 1e8)) <= np.log(np.sqrt(10)) / 25 + 1e-12
+            assert out.loss_opt[0] == pytest.approx(2.0, abs=2e-3)
+            continue
         assert out.N_opt[0] == pytest.approx(1e8, rel=1e-6)
         assert out.loss_opt[0] == pytest.approx(2.0, abs=1e-9)
         assert out.n_points[0] == 5
@@ -124,7 +133,7 @@ def test_isoflop_edge_duplicates_and_errors():
     out = isoflop_minima(df, method="smooth")
     assert out.n_points[0] == 3  # the two 1e8 runs are averaged
     assert bool(out.at_edge[0])
-    with pytest.raises(MoescaleError, match="2 distinct sizes"):
+    with pytest.warns(UserWarning, match="C = 1 \\(2 distinct sizes\\)"), pytest.raises(MoescaleError, match="no budget has 3"):
         isoflop_minima(df.iloc[:2])
     with pytest.raises(MoescaleError, match="method must be"):
         isoflop_minima(df, method="cubic")
@@ -137,7 +146,7 @@ def test_isoflop_edge_duplicates_and_errors():
 def test_scaling_exponents_recover_closed_form():
     budgets = np.logspace(18, 24, 7)
     df = isoflop_profiles(EPOCH, budgets, span=1.0, k=11)
-    minima = isoflop_minima(df, method="smooth")
+    minima = isoflop_minima(df, method="spline")
     exps = scaling_exponents(minima)
     a = EPOCH["beta"] / (EPOCH["alpha"] + EPOCH["beta"])
     assert exps.loc["N_opt", "exponent"] == pytest.approx(a, abs=1e-4)
@@ -323,3 +332,107 @@ def test_cli_optimum(tmp_path, capsys):
     assert "needs a chinchilla fit" in capsys.readouterr().err
     assert main(["optimum", "--param", "E=x", "--compute", "1e21"]) == 2
     assert "error: --param E: 'x' is not a number" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- Porian et al.'s Akima minima
+
+
+def _reference_akima_minima(df, budget="C", size="N", loss="loss"):
+    """Independent reference: a plain loop over budgets; per budget an Akima spline of ln loss on ln N
+    (scipy), evaluated on 25 points per interval, and the argmin; edge when it is the first or last point."""
+    from scipy.interpolate import Akima1DInterpolator
+
+    out = {}
+    for C in sorted(set(df[budget])):
+        g = df[df[budget] == C].groupby(size)[loss].mean().sort_index()
+        if len(g) < 3:
+            continue
+        x, y = np.log(g.index.to_numpy()), np.log(g.to_numpy())
+        f = Akima1DInterpolator(x, y)
+        best_x, best_v = None, np.inf
+        for a, b in zip(x[:-1], x[1:]):
+            for t in range(25):
+                xv = a + (b - a) * t / 25
+                v = float(f(xv))
+                if v < best_v:
+                    best_x, best_v = xv, v
+        if float(f(x[-1])) < best_v:
+            best_x, best_v = x[-1], float(f(x[-1]))
+        out[C] = (np.exp(best_x), np.exp(best_v), best_x in (x[0], x[-1]))
+    return out
+
+
+def _curves():
+    """Profiles with known minima: far from parabolic (a sharp asymmetric kink, a flat-bottomed quartic)
+    and minima near (or beyond) the edges of the sampled range."""
+    rows = []
+    N = np.logspace(7, 10, 13)
+    x = np.log(N)
+    m = {1.0: np.log(3e8), 2.0: np.log(2e7), 3.0: np.log(1e10), 4.0: np.log(3e6), 5.0: np.log(1e9)}
+    shapes = {
+        1.0: 2 + 0.02 * np.where(x < m[1.0], 6 * (m[1.0] - x), np.abs(x - m[1.0]) ** 1.5),  # asymmetric kink
+        2.0: 2 + 0.001 * (x - m[2.0]) ** 4,  # flat-bottomed quartic near the low edge
+        3.0: 2 + 0.05 * (x - m[3.0]) ** 2,  # minimum exactly at the largest size
+        4.0: 2 + 0.05 * (x - m[4.0]) ** 2,  # minimum below the sampled range
+        5.0: 3 - 0.5 * np.exp(-((x - m[5.0]) ** 2) / 0.5),  # narrow Gaussian well
+    }
+    for C, y in shapes.items():
+        rows += [{"C": C, "N": n, "loss": v} for n, v in zip(N, y)]
+    return pd.DataFrame(rows), m, N
+
+
+def test_akima_minima_match_independent_reference_and_truth():
+    df, truth, N = _curves()
+    out = isoflop_minima(df, method="smooth").set_index("C")
+    ref = _reference_akima_minima(df)
+    step = np.log(N[1] / N[0]) / 25
+    for C, (n_ref, l_ref, edge_ref) in ref.items():
+        assert out.loc[C, "N_opt"] == pytest.approx(n_ref, rel=1e-12)
+        assert out.loc[C, "loss_opt"] == pytest.approx(l_ref, rel=1e-12)
+        assert bool(out.loc[C, "at_edge"]) == edge_ref
+    # interior known minima within a tenth of a sample interval (smooth wells); the edge cases flagged
+    for C in (2.0, 5.0):
+        assert abs(np.log(out.loc[C, "N_opt"]) - truth[C]) <= 0.1 * np.log(N[1] / N[0]), C
+    # a kink between samples is located to within half a sample interval
+    assert abs(np.log(out.loc[1.0, "N_opt"]) - truth[1.0]) <= 0.5 * np.log(N[1] / N[0])
+    assert not out.loc[[1.0, 2.0, 5.0], "at_edge"].any()
+    assert out.loc[3.0, "at_edge"] and out.loc[3.0, "N_opt"] == pytest.approx(1e10)
+    assert out.loc[4.0, "at_edge"] and out.loc[4.0, "N_opt"] == pytest.approx(1e7)
+    # the parabola is far off on the non-parabolic ones
+    par = isoflop_minima(df, method="parabola").set_index("C")
+    assert abs(np.log(par.loc[1.0, "N_opt"]) - truth[1.0]) > 5 * step
+
+
+def test_edge_budgets_dropped_by_scaling_exponents_and_short_budgets_skipped():
+    budgets = np.logspace(18, 23, 6)
+    df = isoflop_profiles(EPOCH, budgets, span=1.0, k=9)
+    # the last budget sampled only below its optimum: its minimum is at the edge
+    last = df[df.C == budgets[-1]]
+    df = pd.concat([df[df.C != budgets[-1]], last[last.N < last.N.median() * 0.8]])
+    df = pd.concat([df, pd.DataFrame({"C": [7e23, 7e23], "N": [1e9, 2e9], "loss": [2.0, 2.1]})])
+    with pytest.warns(UserWarning, match="skipped C = 7e\\+23 \\(2 distinct sizes\\)"):
+        minima = isoflop_minima(df)
+    assert len(minima) == 6 and minima.at_edge.tolist() == [False] * 5 + [True]
+    with pytest.warns(UserWarning, match="dropped 1 edge budget"):
+        exps = scaling_exponents(minima)
+    assert exps.attrs["dropped_edge"] == 1 and exps.loc["N_opt", "n_points"] == 5
+    a = EPOCH["beta"] / (EPOCH["alpha"] + EPOCH["beta"])
+    assert exps.loc["N_opt", "exponent"] == pytest.approx(a, abs=0.01)
+    kept = scaling_exponents(minima, drop_edge=False)
+    assert kept.loc["N_opt", "n_points"] == 6
+
+
+def test_seed_noise_bootstrap():
+    budgets = [1e20, 1e21]
+    df = isoflop_profiles(EPOCH, budgets, span=1.0, k=9)
+    out = isoflop_minima(df, bootstrap=200, noise=0.002, seed=0)
+    truth = chinchilla_optimum(EPOCH, budgets).N_opt.to_numpy()
+    assert (out.N_opt_lo <= truth).all() and (truth <= out.N_opt_hi).all()
+    assert (out.n_boot_interior > 150).all()
+    again = isoflop_minima(df, bootstrap=200, noise=0.002, seed=0)
+    pd.testing.assert_frame_equal(out, again)
+    with pytest.raises(MoescaleError, match="needs noise="):
+        isoflop_minima(df, bootstrap=10)
+    # with repeated sizes the noise is estimated from the seeds
+    rep = pd.concat([df, df.assign(loss=df.loss * 1.003)])
+    assert "N_opt_median" in isoflop_minima(rep, bootstrap=20).columns

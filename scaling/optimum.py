@@ -1,0 +1,401 @@
+"""The best real MoE architecture per compute budget (and memory / active-parameter caps), with uncertainty.
+
+Candidates are real architectures of a planner grid space (``scaling.planner.GridSpace``,
+by default the sweep's own axes read from its finished runs) with exact accounting
+(``scaling.Architecture``), not an idealized N_active = N_total / s. For each budget C:
+
+    D = C / flops_per_token(arch)                       (tokens the budget buys),
+    loss     = moe law (N_total, s, n_exp, D)          (``scaling.claims``' full fit),
+    accuracy = mean over the kind's tasks of the GLM   (``scaling.accuracy``) at
+               (loss, active FLOPs = C, TPP = D / N_total),
+
+and the optimum is the argmin of loss (``objective="loss"``) or the argmax of the kind's
+accuracy (``"memorization"``, ``"reasoning"``) over candidates with N_total <= memory and
+N_active <= active. Uncertainty: the law and the GLMs are refitted on bootstrap resamples of
+runs (the same resamples for both), and each resample's optimum is recorded: how often each
+architecture and each sparsity is optimal, and the range of optimal sparsity. An optimum is
+flagged ``at_edge`` when it is the smallest or largest N_total or sparsity among the
+candidates (or the largest under a cap), and ``extrapolation`` when its N_total, tokens,
+sparsity or the budget lies outside the data's range. The trend of optimal sparsity, N_total
+and TPP against compute is a log-log power law (``scaling.linear.loglog_ols``) where there
+are >= 3 budgets; the Pareto front is the predicted loss against N_total at each budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import MoescaleError
+
+__all__ = ["OptimumResult", "find_optimum", "grid_from_runs", "candidate_table", "optimal_experts", "OBJECTIVES"]
+
+OBJECTIVES = ("loss", "memorization", "reasoning")
+_ARCH = ["n_layers", "d_model", "n_heads", "d_ff", "n_experts", "top_k"]
+
+
+@dataclass
+class OptimumResult:
+    """Optima per budget and objective.
+
+    ``best``: one row per (objective, compute): objective, compute, memory, active, the
+    architecture (n_layers, d_model, n_heads, d_ff, n_experts, top_k, arch), n_total, n_active,
+    sparsity, tokens, tpp, predicted (loss or accuracy), pred_low, pred_high (bootstrap
+    percentile of the predicted value of that architecture), frequency (share of resamples in
+    which it is optimal), sparsity_low, sparsity_high (range of the optimal sparsity across
+    resamples, 2.5-97.5%), at_edge, edge (reason), extrapolation, extrapolation_reason.
+    ``frequency``: objective, compute, arch, n_experts, top_k, d_model, n_layers, sparsity, count, share.
+    ``sparsity_frequency``: objective, compute, sparsity, count, share.
+    ``trend``: objective, quantity (sparsity, n_total, tpp), exponent, exponent_lo, exponent_hi,
+    coefficient, n_points (rows only where >= 3 budgets).
+    ``pareto``: compute, arch, n_total, sparsity, loss (the predicted-loss / N_total front).
+    ``candidates``: compute, arch columns, n_total, n_active, sparsity, tokens, tpp, loss and one
+    column per accuracy objective (point predictions), for figures.
+    """
+
+    best: pd.DataFrame
+    frequency: pd.DataFrame
+    sparsity_frequency: pd.DataFrame
+    trend: pd.DataFrame
+    pareto: pd.DataFrame
+    candidates: pd.DataFrame
+    grid: tuple
+    bootstrap: int
+    seed: int
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line per budget and objective: the best architecture with its uncertainty."""
+        lines = []
+        for r in self.best.itertuples(index=False):
+            flags = (" [edge: " + r.edge + "]" if r.at_edge else "") + (
+                " [extrapolation: " + r.extrapolation_reason + "]" if r.extrapolation else "")
+            unc = (f", optimal in {r.frequency:.0%} of {self.bootstrap} resamples, sparsity range "
+                   f"{r.sparsity_low:g}..{r.sparsity_high:g}, {r.objective} [{r.pred_low:.4g}, {r.pred_high:.4g}]"
+                   if self.bootstrap else "")
+            lines.append(f"C = {r.compute:.3g} {r.objective}: {r.arch} (N_total {r.n_total:.4g}, N_active "
+                         f"{r.n_active:.4g}, s = {r.sparsity:g}, D = {r.tokens:.4g}, TPP = {r.tpp:.3g}) "
+                         f"predicted {r.predicted:.4g}{unc}{flags}")
+        return "\n".join(lines + self.notes)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _arch_name(r) -> str:
+    return f"L{int(r['n_layers'])}-d{int(r['d_model'])}-E{int(r['n_experts'])}-k{int(r['top_k'])}-f{int(r['d_ff'])}"
+
+
+def grid_from_runs(final: pd.DataFrame, widen: dict | None = None):
+    """The planner grid space of a sweep's finished runs: its distinct n_layers, d_model, n_experts,
+    top_k and granularity d_model/d_ff, with its head_dim, vocab_size and seq_len (the most common
+    value where runs differ); ``widen`` adds axis values (e.g. {"n_experts": [64, 128]}).
+    The embedding tying is chosen so that the accounting reproduces the runs' n_total."""
+    from scaling.architecture import Architecture
+    from scaling.planner import GridSpace
+
+    need = ["n_layers", "d_model", "n_heads", "d_ff", "n_experts", "top_k", "vocab_size", "seq_len", "n_total"]
+    missing = [c for c in need if c not in final.columns]
+    if missing:
+        raise MoescaleError(f"final runs lack column(s) {', '.join(missing)} to build the grid space")
+    f = final.dropna(subset=need)
+    if f.empty:
+        raise MoescaleError("no finished run has a complete architecture (n_layers, d_model, ...)")
+    mode = lambda s: int(s.astype(int).mode().iloc[0])  # noqa: E731
+    head_dim = mode(f["d_model"] // f["n_heads"])
+    gran = tuple(sorted({round(float(d) / float(ff), 6) for d, ff in zip(f["d_model"], f["d_ff"])}))
+    axes = {"n_layers": tuple(sorted(set(f["n_layers"].astype(int)))), "d_model": tuple(sorted(set(f["d_model"].astype(int)))),
+            "n_experts": tuple(sorted(set(f["n_experts"].astype(int)))), "top_k": tuple(sorted(set(f["top_k"].astype(int)))),
+            "granularity": gran}
+    for k, v in (widen or {}).items():
+        if k not in axes:
+            raise MoescaleError(f"cannot widen grid axis {k!r}; axes: {', '.join(axes)}")
+        axes[k] = tuple(sorted(set(axes[k]) | {type(axes[k][0])(x) for x in v}))
+    r0 = f.iloc[0]
+    tied = False
+    a = Architecture(d_model=int(r0.d_model), n_layers=int(r0.n_layers), n_heads=int(r0.n_heads), d_ff=int(r0.d_ff),
+                     n_experts=int(r0.n_experts), top_k=int(r0.top_k), vocab_size=int(r0.vocab_size),
+                     seq_len=int(r0.seq_len))
+    if a.n_total != int(r0.n_total):
+        tied = True
+    return GridSpace(**axes, head_dim=head_dim, vocab_size=mode(f["vocab_size"]), seq_len=mode(f["seq_len"]),
+                     tied_embeddings=tied)
+
+
+def candidate_table(grid) -> pd.DataFrame:
+    """Every valid architecture of the grid space(s) with its accounting: arch columns, n_total,
+    n_active, flops_per_token, sparsity, arch (a readable name)."""
+    from scaling.planner import Constraints, candidates
+
+    archs = candidates(grid, Constraints())
+    rows = [{"n_layers": a.n_layers, "d_model": a.d_model, "n_heads": a.n_heads, "d_ff": a.d_ff,
+             "n_experts": a.n_experts, "top_k": a.top_k, "n_total": float(a.n_total), "n_active": float(a.n_active),
+             "flops_per_token": float(a.flops_per_token), "sparsity": a.sparsity} for a in archs]
+    df = pd.DataFrame(rows)
+    df["arch"] = df.apply(_arch_name, axis=1)
+    return df
+
+
+def _objective_values(obj, cand_C, law, P, acc_models, C):
+    """Predicted objective for each parameter set row of P (B, k): (B, n_cand) (loss) or accuracy."""
+    X = {"N": cand_C["n_total"].to_numpy(), "s": cand_C["sparsity"].to_numpy(),
+         "n_exp": cand_C["n_experts"].to_numpy(), "D": cand_C["tokens"].to_numpy()}
+    L = np.atleast_2d(law.predict(P, X))
+    if obj == "loss":
+        return L
+    model, params = acc_models[obj]
+    n = len(cand_C)
+    af = np.full(n, C)
+    tpp = cand_C["tpp"].to_numpy()
+    if params is None:
+        return np.atleast_2d(model.predict(L[0], af, tpp))
+    out = np.empty((params.shape[0], n))
+    e = None
+    for b in range(params.shape[0]):
+        e = model.predict(L[b], af, tpp, params[b : b + 1])
+        out[b] = np.atleast_2d(e)[0]
+    return out
+
+
+def _trend(best: pd.DataFrame) -> pd.DataFrame:
+    from scaling.linear import loglog_ols
+
+    rows = []
+    for obj, g in best.groupby("objective", sort=False):
+        g = g.dropna(subset=["compute"])
+        if g["compute"].nunique() < 3:
+            continue
+        for q in ("sparsity", "n_total", "tpp"):
+            sub = g[["compute", q]].rename(columns={q: "y"}).reset_index(drop=True)
+            if sub["y"].nunique() < 2:
+                rows.append({"objective": obj, "quantity": q, "exponent": 0.0, "exponent_lo": float("nan"),
+                             "exponent_hi": float("nan"), "coefficient": float(sub["y"].iloc[0]), "n_points": len(sub)})
+                continue
+            fit = loglog_ols(sub, "y", "compute")
+            rows.append({"objective": obj, "quantity": q, "exponent": fit.params["compute"],
+                         "exponent_lo": fit.ci["compute"][0], "exponent_hi": fit.ci["compute"][1],
+                         "coefficient": float(np.exp(fit.params["const"])), "n_points": fit.n_points})
+    return pd.DataFrame(rows, columns=["objective", "quantity", "exponent", "exponent_lo", "exponent_hi",
+                                       "coefficient", "n_points"])
+
+
+def find_optimum(source, compute, *, memory: float | None = None, active: float | None = None,
+                 objective="loss", grid=None, widen: dict | None = None, bootstrap: int = 200, seed: int = 0,
+                 evals: pd.DataFrame | None = None, loss_fit=None, loss_samples: np.ndarray | None = None,
+                 accuracy=None, weights: np.ndarray | None = None) -> OptimumResult:
+    """The best architecture per compute budget and objective (see the module docstring).
+
+    Args:
+        source: a Store, a store path, or a DataFrame of the ``final`` view (give ``evals`` too
+            for accuracy objectives).
+        compute: budgets C in FLOPs (a number or a list).
+        memory: cap on N_total (None: no cap). active: cap on N_active (None: no cap).
+        objective: "loss", "memorization", "reasoning", or a list of them.
+        grid: a GridSpace (or tuple of them) of candidates; default the sweep's own
+            (``grid_from_runs``), widened by ``widen`` (axis -> extra values).
+        bootstrap: resamples of runs for the uncertainty (0: none). seed: their seed.
+        loss_fit, loss_samples, accuracy, weights: reuse a full ``moe`` FitResult, its bootstrap
+            parameter vectors (B, 7), an AccuracyResult and the resample weights (B, n_runs) made
+            by ``scaling.analysis.analyze`` (computed here when not given).
+    Raises MoescaleError (one line) for no finished runs, too few runs, a budget no candidate can
+    meet (D < 1 token, or no candidate under the caps) and an objective without eval data.
+    """
+    from scaling.claims import MIN_RUNS, MOE_X, final_runs, open_store, refit_weighted, resample_runs
+
+    objectives = [objective] if isinstance(objective, str) else list(objective)
+    bad = [o for o in objectives if o not in OBJECTIVES]
+    if bad or not objectives:
+        raise MoescaleError(f"objective {bad[0] if bad else None!r} is not one of {', '.join(OBJECTIVES)}")
+    compute = [float(c) for c in np.atleast_1d(np.asarray(compute, dtype=float))]
+    if not compute or any(not (math.isfinite(c) and c > 0) for c in compute):
+        raise MoescaleError("compute budgets must be finite and > 0")
+    for name, cap in (("memory", memory), ("active", active)):
+        if cap is not None and not (math.isfinite(cap) and cap > 0):
+            raise MoescaleError(f"{name} cap {cap!r} must be finite and > 0")
+    if int(bootstrap) < 0:
+        raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
+    if isinstance(source, pd.DataFrame):
+        final, _ = final_runs(source)
+    else:
+        store = open_store(source)
+        final, _ = final_runs(store)
+        if evals is None and any(o != "loss" for o in objectives):
+            evals = store.sql("SELECT * FROM evals")
+    if len(final) < MIN_RUNS:
+        raise MoescaleError(f"{len(final)} finished runs; the moe law needs at least {MIN_RUNS} (7 free parameters plus 3)")
+    if loss_fit is None:
+        from scaling.fitting import fit
+
+        fix = None if final["top_k"].nunique() >= 2 else {"lam": 0.0}
+        loss_fit = fit(final, "moe", x=MOE_X, y="val_loss", stderr=False, fix=fix)
+    B = int(bootstrap) if loss_samples is None else len(loss_samples)
+    if B and weights is None:
+        weights = resample_runs(final["run_id"], B, seed)
+    if B and loss_samples is None:
+        loss_samples, ok = refit_weighted(loss_fit, weights)
+    acc_models = {}
+    for o in objectives:
+        if o == "loss":
+            continue
+        if accuracy is None:
+            from scaling.accuracy import accuracy_models
+
+            if evals is None or len(evals) == 0:
+                raise MoescaleError(f"objective {o!r} needs eval data, but the store has no evals rows")
+            accuracy = accuracy_models(final, evals, kinds=None, bootstrap=0, weights=weights if B else None,
+                                       two_step=False)
+        if o not in accuracy.models:
+            raise MoescaleError(f"objective {o!r} needs {o} accuracy evals; the store has "
+                                f"{', '.join(accuracy.models) or 'none'}")
+        m = accuracy.models[o]
+        acc_models[o] = m
+    grid = grid if grid is not None else grid_from_runs(final, widen)
+    cand = candidate_table(grid)
+    if memory is not None:
+        cand = cand[cand["n_total"] <= memory]
+        if cand.empty:
+            raise MoescaleError(f"no architecture of the grid has N_total <= {memory:.4g} (smallest: "
+                                f"{candidate_table(grid)['n_total'].min():.4g})")
+    if active is not None:
+        cand = cand[cand["n_active"] <= active]
+        if cand.empty:
+            raise MoescaleError(f"no architecture of the grid has N_active <= {active:.4g} under the caps")
+    cand = cand.reset_index(drop=True)
+    law = loss_fit.law
+    P0 = loss_fit.vector()[None, :]
+    ranges = {"n_total": (final["n_total"].min(), final["n_total"].max()),
+              "tokens": (final["tokens"].min(), final["tokens"].max()),
+              "sparsity": (final["sparsity"].min(), final["sparsity"].max()),
+              "compute": (final["active_flops"].min(), final["active_flops"].max())}
+    best_rows, freq_rows, sfreq_rows, pareto_rows, cand_rows = [], [], [], [], []
+    for C in compute:
+        cc = cand.copy()
+        cc["tokens"] = C / cc["flops_per_token"]
+        cc = cc[cc["tokens"] >= 1].reset_index(drop=True)
+        if cc.empty:
+            raise MoescaleError(f"compute budget {C:.3g} buys less than one token for every candidate architecture "
+                                f"(cheapest: {cand['flops_per_token'].min():.3g} FLOPs per token)")
+        cc["tpp"] = cc["tokens"] / cc["n_total"]
+        cc["compute"] = C
+        point = {}
+        for o in objectives:
+            point[o] = _objective_values(o, cc, law, P0, {k: (v, None) for k, v in acc_models.items()}, C)[0]
+        cc["loss"] = point["loss"] if "loss" in point else law.predict(P0, {
+            "N": cc["n_total"].to_numpy(), "s": cc["sparsity"].to_numpy(), "n_exp": cc["n_experts"].to_numpy(),
+            "D": cc["tokens"].to_numpy()})[0]
+        for o in objectives:
+            if o != "loss":
+                cc[o] = point[o]
+        cand_rows.append(cc)
+        # Pareto front of predicted loss against N_total
+        order = cc.sort_values(["n_total", "loss"]).reset_index(drop=True)
+        best_so_far = np.inf
+        for r in order.itertuples(index=False):
+            if r.loss < best_so_far:
+                best_so_far = r.loss
+                pareto_rows.append({"compute": C, "arch": r.arch, "n_total": r.n_total, "sparsity": r.sparsity,
+                                    "loss": r.loss})
+        for o in objectives:
+            sign = 1.0 if o == "loss" else -1.0
+            v = point[o]
+            i = int(np.argmin(sign * v))
+            row = cc.iloc[i]
+            boot_best = None
+            if B:
+                bparams = None if o == "loss" else acc_models[o].bootstrap_params
+                if o != "loss":
+                    # refit the GLM on the same resamples when the accuracy result lacks them
+                    bparams = _glm_samples(accuracy, o, final, weights)
+                V = _objective_values(o, cc, law, loss_samples, {o: (acc_models[o], bparams)} if o != "loss" else {}, C)
+                ok = np.isfinite(V).all(axis=1)
+                V = V[ok]
+                boot_best = np.argmin(sign * V, axis=1)
+                counts = pd.Series(cc["arch"].to_numpy()[boot_best]).value_counts()
+                for arch, cnt in counts.items():
+                    a = cc[cc["arch"] == arch].iloc[0]
+                    freq_rows.append({"objective": o, "compute": C, "arch": arch, "n_experts": int(a.n_experts),
+                                      "top_k": int(a.top_k), "d_model": int(a.d_model), "n_layers": int(a.n_layers),
+                                      "sparsity": float(a.sparsity), "count": int(cnt), "share": cnt / len(boot_best)})
+                sp = cc["sparsity"].to_numpy()[boot_best]
+                for s_val, cnt in pd.Series(sp).value_counts().sort_index().items():
+                    sfreq_rows.append({"objective": o, "compute": C, "sparsity": float(s_val), "count": int(cnt),
+                                       "share": cnt / len(sp)})
+                pred_lo, pred_hi = np.percentile(V[:, i], [2.5, 97.5])
+                s_lo, s_hi = np.percentile(sp, [2.5, 97.5], method="nearest")
+                share = float(counts.get(row["arch"], 0) / len(boot_best))
+            else:
+                pred_lo = pred_hi = s_lo = s_hi = float("nan")
+                share = float("nan")
+            edges = []
+            if row["n_total"] == cc["n_total"].min():
+                edges.append("smallest N_total of the grid")
+            if row["n_total"] == cc["n_total"].max():
+                edges.append("largest N_total of the grid" + (" under the caps" if memory or active else ""))
+            if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].min():
+                edges.append("lowest sparsity of the grid")
+            if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].max():
+                edges.append("highest sparsity of the grid")
+            extra = []
+            for q, val in (("N_total", row["n_total"]), ("tokens", row["tokens"]), ("sparsity", row["sparsity"]),
+                           ("compute", C)):
+                key = {"N_total": "n_total"}.get(q, q)
+                lo, hi = ranges[key]
+                if val < lo * (1 - 1e-9) or val > hi * (1 + 1e-9):
+                    extra.append(f"{q} {val:.3g} outside the data's {lo:.3g}..{hi:.3g}")
+            best_rows.append({"objective": o, "compute": C, "memory": memory, "active": active,
+                              **{k: int(row[k]) for k in _ARCH}, "arch": row["arch"], "n_total": row["n_total"],
+                              "n_active": row["n_active"], "sparsity": row["sparsity"], "tokens": row["tokens"],
+                              "tpp": row["tpp"], "predicted": float(v[i]), "pred_low": float(pred_lo),
+                              "pred_high": float(pred_hi), "frequency": share, "sparsity_low": float(s_lo),
+                              "sparsity_high": float(s_hi), "at_edge": bool(edges), "edge": "; ".join(edges),
+                              "extrapolation": bool(extra), "extrapolation_reason": "; ".join(extra)})
+    best = pd.DataFrame(best_rows)
+    return OptimumResult(best=best, frequency=pd.DataFrame(freq_rows), sparsity_frequency=pd.DataFrame(sfreq_rows),
+                         trend=_trend(best), pareto=pd.DataFrame(pareto_rows),
+                         candidates=pd.concat(cand_rows, ignore_index=True),
+                         grid=grid if isinstance(grid, tuple) else (grid,), bootstrap=B, seed=int(seed))
+
+
+def _glm_samples(accuracy, kind, final, weights):
+    """The kind's GLM refitted on the resample weights (B, n_runs of ``final``), cached on the model."""
+    from scaling.accuracy import glm_design, irls_batch
+
+    m = accuracy.models[kind]
+    cache = getattr(m, "_opt_samples", None)
+    if cache is not None and cache[0] is weights:
+        return cache[1]
+    if m.bootstrap_params is not None and len(m.bootstrap_params) == len(weights):
+        out = m.bootstrap_params
+    else:
+        d = accuracy.data[accuracy.data["task_kind"] == kind].reset_index(drop=True)
+        index = {r: i for i, r in enumerate(final["run_id"])}
+        w = np.asarray(weights)[:, [index[r] for r in d["run_id"]]]
+        X = glm_design(d, m.tasks, m.c_ref, m.with_flops)
+        out, _ = irls_batch(X, d["successes"].to_numpy(float), d["n_examples"].to_numpy(float), w, m.params)
+    m._opt_samples = (weights, out)
+    return out
+
+
+def optimal_experts(result, n_dense, experts=None) -> pd.DataFrame:
+    """Per dense model size N, the expert count minimizing a fitted ``clark`` law (Clark et al. 2022,
+    arXiv 2202.01169): E_opt(N) = argmin over ``experts`` (default 1, 2, 4, ..., 512) of
+    log10 L = a log10 N + b log10 Ê + c log10 N log10 Ê + d.
+
+    ``result``: a FitResult (or any object with ``law`` and ``params``) of a law of (N, E).
+    Returns N, E_opt, loss_opt, at_edge (E_opt is the smallest or largest expert count searched).
+    """
+    law = result.law
+    if set(law.variables) != {"N", "E"}:
+        raise MoescaleError(f"optimal_experts needs a law of (N, E) such as clark, not {law.name!r} {law.variables}")
+    E = np.asarray(experts if experts is not None else 2.0 ** np.arange(10), dtype=float)
+    N = np.atleast_1d(np.asarray(n_dense, dtype=float))
+    if E.size == 0 or np.any(E < 1) or np.any(N <= 0):
+        raise MoescaleError("optimal_experts: expert counts must be >= 1 and sizes > 0")
+    NN, EE = np.meshgrid(N, E, indexing="ij")
+    L = np.asarray(law.predict(result.params, {"N": NN.ravel(), "E": EE.ravel()})).reshape(NN.shape)
+    j = np.argmin(L, axis=1)
+    return pd.DataFrame({"N": N, "E_opt": E[j], "loss_opt": L[np.arange(len(N)), j],
+                         "at_edge": (j == 0) | (j == len(E) - 1)})
