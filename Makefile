@@ -22,23 +22,14 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The most complete end-to-end path so far: reference data -> store -> fit -> optimum; plan a sweep.
+# The end-to-end path, offline on 2 CPU cores: plan the cpu-tiny sweep, train it (finished runs are
+# reused on a rerun), ingest, fit, test the claims, find the optimum per budget, draw the figures and
+# write the report (demo/report/report.html); see `moescale demo --help`.
 DEMO        := demo
 MOESCALE    := $(BIN)/moescale
-CHINCHILLA  := --law chinchilla --map N='"Model Size"' --map D='"Training FLOP"/(6*"Model Size")' --y loss \
-               --where 'loss < (SELECT loss FROM data ORDER BY loss DESC LIMIT 1 OFFSET 4)'
 
 demo: $(STAMP)
-	rm -rf $(DEMO) && mkdir -p $(DEMO)
-	$(MOESCALE) datasets list
-	$(MOESCALE) db import chinchilla_epoch --name chinchilla --store $(DEMO)/moescale.duckdb
-	$(MOESCALE) db sql "SELECT count(*) AS runs, min(loss) AS best_loss FROM chinchilla" --store $(DEMO)/moescale.duckdb
-	$(MOESCALE) fit chinchilla $(CHINCHILLA) --bootstrap 1000 --store $(DEMO)/moescale.duckdb --json $(DEMO)/chinchilla_fit.json
-	$(MOESCALE) optimum --fit $(DEMO)/chinchilla_fit.json --compute 1e21 1e22 1e23 5.76e23
-	$(MOESCALE) db sql "SELECT fit_id, law, n_points, objective FROM fits" --store $(DEMO)/moescale.duckdb
-	$(MOESCALE) plan count --d-model 512 --n-layers 16 --n-heads 4 --d-ff 1024 --n-experts 8 --top-k 2 --vocab 99574
-	$(MOESCALE) plan grid --preset cpu-tiny --out $(DEMO)/cpu-tiny.yaml
-	@echo "demo: outputs in $(DEMO)/ (store $(DEMO)/moescale.duckdb, fit $(DEMO)/chinchilla_fit.json, sweep $(DEMO)/cpu-tiny.yaml)"
+	$(MOESCALE) demo --out $(DEMO) --workers 2
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(BIN)/python $$b || exit 1; done

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaling.ingest import ingest
 from scaling.store import Store
 
 TARGET_S = 10.0
@@ -83,14 +84,14 @@ def main() -> None:
         t0 = time.perf_counter()
         with Store(store_path) as store, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the truncated lines of --killed runs
-            summary = store.ingest([root / "runs"], progress=False)
+            summary = ingest(store, [root / "runs"], progress=False)
         t_ingest = time.perf_counter() - t0
         with Store(store_path) as store:
             counts = store.sql("SELECT (SELECT count(*) FROM runs) AS runs, (SELECT count(*) FROM metrics) AS metrics, "
                                "(SELECT count(*) FROM final) AS final")  # fmt: skip
         t0 = time.perf_counter()
         with Store(store_path) as store:
-            again = store.ingest([root / "runs"], progress=False)
+            again = ingest(store, [root / "runs"], progress=False)
         t_again = time.perf_counter() - t0
 
     lines = args.runs * args.rows

@@ -15,7 +15,11 @@ Example::
     >>> from scaling import datasets
     >>> datasets.names()
     ['chinchilla_epoch', 'clark_routing', 'gadre_overtraining', 'optimal_sparsity_models']
-    >>> df = datasets.load("chinchilla_epoch")   # 245 rows x 7 columns
+    >>> datasets.path("chinchilla_epoch")        # a verified local copy
+    >>> scaling.read_table("chinchilla_epoch")    # as a DataFrame, 245 rows x 7 columns
+
+This module is the bottom of the readers: it finds and verifies files and reads no
+table (``scaling.tables`` does, and imports this module, never the other way).
 """
 
 from __future__ import annotations
@@ -26,12 +30,8 @@ import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from scaling.errors import MoescaleError
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -214,13 +214,3 @@ def path(name: str, download_missing: bool = True) -> Path:
         raise MoescaleError(_not_found_message(ds))
     return download(name)
 
-
-def load(name: str) -> pd.DataFrame:
-    """Dataset ``name`` as a DataFrame (see :func:`path` for where the file comes from).
-
-    >>> load("clark_routing").shape
-    (5799, 22)
-    """
-    from scaling.tables import read_file
-
-    return read_file(path(name))

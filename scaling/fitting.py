@@ -1,7 +1,11 @@
 """Fit a scaling law to a table: ``fit(data, law, x={...}, y=...) -> FitResult``.
 
 The variables are selected with DuckDB SQL over a table named ``data``
-(``SELECT <x exprs> AS <names>, <y> AS y FROM data WHERE <where>``), the law is
+(``SELECT <x exprs> AS <names>, <y> AS y FROM data WHERE <where>``). Each expression
+must be one SQL expression over the data: the query is checked to be a single SELECT
+with exactly the expected columns, and runs on an in-memory DuckDB connection that
+holds only ``data`` and has file-system access disabled (no ATTACH, COPY or file
+reads), so no mapping can reach the store or a file. The law is
 minimized from every start of its grid at once (``scaling.optimize``), the best
 candidates are polished with scipy L-BFGS-B, and uncertainty comes from a
 bootstrap over runs and lmfit standard errors (``scaling.bootstrap``).
@@ -69,7 +73,31 @@ class FitResult:
         return np.array([self.params[p] for p in self.law.params])
 
     def predict(self, df) -> np.ndarray:
-        """Predicted y at the rows of ``df`` (DataFrame or dict with the law's variable names)."""
+        """Predicted y at the rows of ``df``.
+
+        ``df`` is either a mapping (dict) of the law's variables, e.g. ``{"N": [7e10], "D":
+        [1.4e12]}``, or a DataFrame of the source table, to which the fit's own ``x``
+        mapping is applied first (``SELECT <x exprs> FROM data``, as statsmodels' formula
+        results do), so ``fit(df, law, x={"M": "tok_mult"}).predict(df)`` predicts at the
+        fitted rows. A DataFrame that lacks the source columns but holds every law
+        variable is read as variables.
+        """
+        mapping = self.spec.get("x") or {}
+        if isinstance(df, pd.DataFrame) and mapping:
+            try:
+                sel, _ = select(df, mapping, None)
+            except MoescaleError:
+                if not all(v in df.columns for v in self.law.variables):
+                    raise
+            else:
+                X = {v: sel[v].to_numpy() for v in self.law.variables}
+                return self.law.predict(self.vector(), X)
+        missing = [v for v in self.law.variables if v not in df]
+        if missing:
+            raise MoescaleError(
+                f"predict needs the law's variable(s) {', '.join(missing)} or a DataFrame of the source "
+                f"columns of the mapping {mapping}"
+            )
         X = {v: np.asarray(df[v], dtype=float) for v in self.law.variables}
         return self.law.predict(self.vector(), X)
 
@@ -128,6 +156,9 @@ class FitResult:
             notes.append(f"WARNING: the optimizer did not converge ({self.message}).")
         if self.at_bound:
             notes.append(f"WARNING: parameter(s) at a bound: {', '.join(self.at_bound)}.")
+        if self.bootstrap and self.bootstrap.get("n", 0) < 100:
+            notes.append(f"WARNING: only {self.bootstrap['n']} bootstrap resamples: the intervals are rough "
+                         "(use 1000 or more).")
         if self.bootstrap and self.bootstrap.get("n_failed"):
             notes.append(f"WARNING: {self.bootstrap['n_failed']} bootstrap refits did not converge.")
         if self.law.notes:
@@ -154,22 +185,68 @@ def _one_line(exc: Exception) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def select(df: pd.DataFrame, x: Mapping[str, str], y: str, where: str | None = None, run_id: str = "run_id") -> tuple[pd.DataFrame, np.ndarray | None]:
+def check_expression(expr: str, what: str, clause: str = "select") -> None:
+    """MoescaleError unless ``expr`` is one SQL expression (a select-list item or a WHERE
+    condition over ``data``): it must parse, alone, as a single SELECT statement."""
+    if not isinstance(expr, str) or not expr.strip():
+        raise MoescaleError(f"{what}: empty SQL expression")
+    query = f"SELECT ({expr}) AS v FROM data" if clause == "select" else f"SELECT * FROM data WHERE ({expr})"
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise MoescaleError(f"{what} {expr!r} is not one SQL expression: {_one_line(exc)}") from None
+    if len(statements) != 1 or statements[0].type.name != "SELECT":
+        raise MoescaleError(f"{what} {expr!r} is not one SQL expression (it holds {len(statements)} statements)")
+    # DuckDB's own parse tree: one SELECT node over data, one select-list item, no set operation,
+    # no GROUP BY/HAVING/LIMIT smuggled in after the expression.
+    import json
+
+    tree = json.loads(duckdb.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
+    node = tree["statements"][0]["node"] if not tree.get("error") else {}
+    shape_ok = (node.get("type") == "SELECT_NODE" and len(node.get("select_list", [])) == 1
+                and not node.get("modifiers") and not node.get("group_expressions") and node.get("having") is None
+                and node.get("qualify") is None and node.get("sample") is None
+                and (node.get("from_table") or {}).get("table_name") == "data")
+    if not shape_ok:
+        raise MoescaleError(f"{what} {expr!r} is not one SQL expression over data")
+
+
+def _data_connection():
+    """An in-memory DuckDB connection that can read only what is registered in it."""
+    return duckdb.connect(config={"enable_external_access": False})
+
+
+def select(df: pd.DataFrame, x: Mapping[str, str], y: str | None, where: str | None = None, run_id: str = "run_id") -> tuple[pd.DataFrame, np.ndarray | None]:
     """Evaluate the mapping with DuckDB: ``SELECT <x> AS <names>, <y> AS y FROM data WHERE <where>``.
 
-    Returns the selected variables and y as float columns, and the run id of each
-    row when ``data`` has a ``run_id`` column (else None: each row is its own run).
+    Returns the selected variables (and y, unless ``y`` is None) as float columns, and the
+    run id of each row when ``data`` has a ``run_id`` column (else None: each row is its
+    own run). Every expression must be a single SQL expression over ``data`` (see
+    :func:`check_expression`); the query runs on a connection holding only ``data``.
     """
     if not x:
         raise MoescaleError("no variables mapped: give x={'N': 'n_total', ...} (--map N=SQL)")
+    for name, expr in x.items():
+        check_expression(expr, f"mapping {name}")
+    if y is not None:
+        check_expression(y, "y")
+    if where:
+        check_expression(where, "where", clause="where")
     cols = [f"({expr}) AS {_quote(name)}" for name, expr in x.items()]
-    cols.append(f"({y}) AS y")
+    if y is not None:
+        cols.append(f"({y}) AS y")
     has_run = run_id in df.columns
     if has_run:
         cols.append(f"{_quote(run_id)} AS __run_id")
     cols.append(f"{_ROW} AS {_ROW}")
-    query = f"SELECT {', '.join(cols)} FROM data" + (f" WHERE {where}" if where else "")
-    con = duckdb.connect()
+    query = f"SELECT {', '.join(cols)} FROM data" + (f" WHERE ({where})" if where else "") + f" ORDER BY {_ROW}"
+    expected = list(x) + (["y"] if y is not None else []) + (["__run_id"] if has_run else []) + [_ROW]
+    try:
+        if len(duckdb.extract_statements(query)) != 1:
+            raise MoescaleError("the mapping, y and where together are not one SELECT; check their parentheses")
+    except duckdb.Error as exc:
+        raise MoescaleError(f"mapping does not evaluate: {_one_line(exc)}") from None
+    con = _data_connection()
     try:
         con.register("data", df.assign(**{_ROW: np.arange(len(df))}))
         out = con.execute(query).df()
@@ -177,12 +254,15 @@ def select(df: pd.DataFrame, x: Mapping[str, str], y: str, where: str | None = N
         raise MoescaleError(f"mapping does not evaluate: {_one_line(exc)}") from None
     finally:
         con.close()
+    if list(out.columns) != expected:
+        raise MoescaleError(f"the mapping selects columns {', '.join(map(str, out.columns))}, not {', '.join(expected)}: "
+                            "each --map and --y must be one expression")
     runs = out.pop("__run_id").to_numpy() if has_run else None
     out.attrs["source_rows"] = out.pop(_ROW).to_numpy()
     for col in out.columns:
         try:
             out[col] = pd.to_numeric(out[col]).astype(float)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise MoescaleError(f"variable {col} is not numeric (mapping {x.get(col, y)!r})") from None
     return out, runs
 
@@ -267,7 +347,8 @@ def optimize_law(problem: LossProblem, starts: np.ndarray, *, n_polish: int = N_
 def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", where: str | None = None,
         loss: str | None = None, delta: float = 1e-3, bootstrap: int = 0, seed: int = 0, store=None,
         fix: Mapping[str, float] | None = None, starts: Mapping[str, Sequence[float]] | None = None,
-        bounds: Mapping[str, tuple[float, float]] | None = None, stderr: bool = True, progress=None) -> FitResult:
+        bounds: Mapping[str, tuple[float, float]] | None = None, stderr: bool = True, progress=None,
+        save: bool = True) -> FitResult:
     """Fit a scaling law to data selected with DuckDB SQL; see the module docstring.
 
     Args:
@@ -286,6 +367,12 @@ def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", wher
         bounds: parameter -> (lo, hi) replacing the law's bounds.
         stderr: compute lmfit standard errors.
         progress: optional callable(done, total) for bootstrap progress.
+        save: save the fit to ``store`` (False: ``store`` is only read; see :func:`save_fit`).
+
+    Every argument is validated before any work (MoescaleError naming it): bootstrap is 0
+    or 2 .. :data:`MAX_BOOTSTRAP` (and bootstrap × points at most :data:`MAX_BOOTSTRAP_CELLS`),
+    seed is a non-negative integer, bounds have lo < hi, fixed and start values are
+    finite, and at least one parameter is free.
     """
     x = dict(x or {})
     variables = tuple(x) if x else None
@@ -302,22 +389,57 @@ def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", wher
         bad = [p for p in bounds if p not in law.params]
         if bad:
             raise MoescaleError(f"bounds for unknown parameter(s) {', '.join(bad)}; law {law.name!r} has {', '.join(law.params)}")
+        for p, (lo, hi) in bounds.items():
+            if math.isnan(float(lo)) or math.isnan(float(hi)) or not float(lo) < float(hi):
+                raise MoescaleError(f"bound of {p}: lower {lo} must be below upper {hi}")
         law = replace(law, bounds={**law.bounds, **{p: (float(lo), float(hi)) for p, (lo, hi) in bounds.items()}})
     objective = Objective(loss or law.default_loss, float(delta))
     fixed = {p: float(v) for p, v in (fix or {}).items()}
+    _validate(law, fixed, starts, bootstrap, seed)
     st = _store_object(store)
     try:
-        return _fit(data, law, x, y, where, objective, fixed, starts, bounds, int(bootstrap), int(seed), st, stderr, progress)
+        return _fit(data, law, x, y, where, objective, fixed, starts, bounds, int(bootstrap), int(seed), st if save else None,
+                    stderr, progress, read_store=st)
     finally:
         if st is not None and st is not store:
             st.close()
 
 
-def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, seed, st, stderr, progress) -> FitResult:
-    df = read_table(data, store=st)
+#: The largest bootstrap accepted, and the largest bootstrap × points (the weight matrix, 8 bytes a cell).
+MAX_BOOTSTRAP = 1_000_000
+MAX_BOOTSTRAP_CELLS = 50_000_000
+
+
+def _validate(law: Law, fixed: Mapping[str, float], starts, bootstrap, seed) -> None:
+    """Arguments that are wrong whatever the data: refused before any reading or fitting."""
+    for what, value in (("bootstrap", bootstrap), ("seed", seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise MoescaleError(f"{what} must be an integer, got {value!r}")
+    if bootstrap < 0 or bootstrap == 1 or bootstrap > MAX_BOOTSTRAP:
+        raise MoescaleError(f"bootstrap must be 0 (none) or 2 .. {MAX_BOOTSTRAP:,} resamples, got {bootstrap}")
+    if seed < 0 or seed >= 2**63:
+        raise MoescaleError(f"seed must be an integer in 0 .. 2^63 - 1, got {seed}")
+    unknown = [p for p in fixed if p not in law.params]
+    if unknown:
+        raise MoescaleError(f"cannot fix {', '.join(unknown)}: law {law.name!r} has parameters {', '.join(law.params)}")
+    for p, v in fixed.items():
+        if not math.isfinite(v):
+            raise MoescaleError(f"fixed value of {p} must be a finite number, got {v}")
+    if all(p in fixed for p in law.params):
+        raise MoescaleError(f"every parameter of law {law.name!r} is fixed ({', '.join(law.params)}): nothing to fit")
+    for p, values in _parse_starts(law, starts).items():
+        if not values or not all(math.isfinite(v) for v in values):
+            raise MoescaleError(f"start values of {p} must be finite numbers, got {values}")
+
+
+def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, seed, st, stderr, progress, read_store=None) -> FitResult:
+    df = read_table(data, store=read_store)
     sel, runs = select(df, x, y, where)
     n_free = law.n_params - len([p for p in fixed if p in law.params])
     _check(law, sel, x, y, objective, n_free)
+    if bootstrap * len(sel) > MAX_BOOTSTRAP_CELLS:
+        raise MoescaleError(f"bootstrap {bootstrap:,} × {len(sel):,} points exceeds {MAX_BOOTSTRAP_CELLS:,} weights; "
+                            f"use at most {MAX_BOOTSTRAP_CELLS // max(len(sel), 1):,} resamples")
     X = {v: sel[v].to_numpy() for v in law.variables}
     problem = LossProblem(law, X, sel["y"].to_numpy(), objective, fixed=fixed)
     grid = law.starts(_parse_starts(law, starts))
@@ -345,16 +467,62 @@ def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, se
         "bootstrap": int(bootstrap), "seed": int(seed), "fix": fixed, "starts": _parse_starts(law, starts),
         "bounds": {p: list(b) for p, b in (bounds or {}).items()},
         "data": str(data) if isinstance(data, (str, Path)) else "<DataFrame>",
+        "result": {"converged": converged, "at_bound": result.at_bound, "stderr": result.stderr,
+                   "message": str(message), "n_starts": result.n_starts, "n_starts_converged": result.n_starts_converged,
+                   "bootstrap": result.bootstrap},
     }
     if st is not None:
-        result.fit_id = st.add_fit(law.name, result.spec, result.params, {k: list(v) for k, v in result.ci.items()},
-                                   result.objective, result.n_points, result.fingerprint)
+        save_fit(st, result)
     return result
 
 
+def save_fit(store, result: FitResult) -> str:
+    """Record ``result`` in the store's ``fits`` table; sets and returns its ``fit_id``."""
+    result.fit_id = store.add_fit(result.law.name, result.spec, result.params, {k: list(v) for k, v in result.ci.items()},
+                                  result.objective, result.n_points, result.fingerprint)
+    return result.fit_id
+
+
+def load_fit(store, fit_id: str) -> FitResult:
+    """A fit saved in the store (``fits`` row ``fit_id``) back as a :class:`FitResult`.
+
+    The law is rebuilt from the saved spec (registry name or formula, the variables of
+    ``x``, the bounds given), and the parameters are the saved float64 values, so the
+    result predicts exactly as the fit that was saved. ``data`` is empty: the rows are
+    not stored (``fingerprint`` identifies them).
+
+    >>> res = load_fit(Store(), "3f2a...")
+    >>> res.predict(Store().table("final"))
+    """
+    store = _store_object(store)
+    row = store.fit_record(fit_id)
+    spec = row["spec"]
+    x = spec.get("x") or {}
+    law = get_law(spec.get("law", row["law"]), tuple(x) or None)
+    if spec.get("bounds"):
+        law = replace(law, bounds={**law.bounds, **{p: (float(lo), float(hi)) for p, (lo, hi) in spec["bounds"].items()}})
+    missing = [p for p in law.params if row["params"].get(p) is None]
+    if missing:
+        raise MoescaleError(f"fit {fit_id!r}: parameter(s) {', '.join(missing)} missing or not finite in the store")
+    params = {k: (math.nan if v is None else float(v)) for k, v in row["params"].items()}
+    done = spec.get("result") or {}
+    return FitResult(
+        law=law, params=params, objective=float(row["objective"]) if row["objective"] is not None else math.nan,
+        n_points=int(row["n_points"]), loss=spec.get("loss", law.default_loss), delta=float(spec.get("delta", 1e-3)),
+        converged=bool(done.get("converged", True)), at_bound=list(done.get("at_bound", [])),
+        fixed={k: float(v) for k, v in (spec.get("fix") or {}).items()}, data=pd.DataFrame(columns=[*x, "y"]),
+        ci={k: (float(lo), float(hi)) for k, (lo, hi) in row["ci"].items() if lo is not None and hi is not None},
+        stderr={k: float(v) for k, v in (done.get("stderr") or {}).items() if v is not None},
+        message=done.get("message", ""), n_starts=int(done.get("n_starts", 0)),
+        n_starts_converged=int(done.get("n_starts_converged", 0)), bootstrap=done.get("bootstrap"),
+        spec=spec, fingerprint=row["fingerprint"] or "", fit_id=str(row["fit_id"]),
+    )
+
+
 def _store_object(store):
+    """A Store for ``store`` (a Store, a path, or None); a path must name an existing store."""
     if store is None or not isinstance(store, (str, Path)):
         return store
     from scaling.store import Store
 
-    return Store(store)
+    return Store(store, create=False)

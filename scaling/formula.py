@@ -12,7 +12,8 @@ that it can be differentiated by complex step.
 from __future__ import annotations
 
 import ast
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -76,15 +77,25 @@ def parse_formula(text: str, variables: Sequence[str] | None = None) -> tuple[as
     return tree, params, variables_used
 
 
-def formula_law(text: str, variables: Sequence[str] | None = None):
-    """A :class:`scaling.laws.Law` evaluating the formula in linear space (y itself).
+@dataclass(frozen=True)
+class Formula:
+    """A compiled user formula: its parameters and variables (in order of appearance), the
+    batched complex-safe ``model(T, X)`` and the default start grid. ``scaling.laws`` wraps
+    it in a Law (this module sits below laws and never imports it)."""
 
-    Default bounds are (−inf, inf); the default start grid is the product of
-    (−0.5, 0.5, 2.0) per parameter (two values when there are more than six),
-    overridable with ``fit(starts=...)`` / ``--start NAME=V1,V2``.
+    text: str
+    params: tuple[str, ...]
+    variables: tuple[str, ...]
+    model: Callable
+    start_grid: dict
+
+
+def compile_formula(text: str, variables: Sequence[str] | None = None) -> Formula:
+    """Parse, check and compile a formula evaluated in linear space (y itself).
+
+    The default start grid is the product of (−0.5, 0.5, 2.0) per parameter (two values
+    when there are more than six), overridable with ``fit(starts=...)`` / ``--start NAME=V1,V2``.
     """
-    from scaling.laws import Law
-
     tree, params, used = parse_formula(text, variables)
     if variables is not None:
         used = tuple(v for v in variables if v in used)
@@ -99,14 +110,4 @@ def formula_law(text: str, variables: Sequence[str] | None = None):
         return np.broadcast_to(out, np.broadcast_shapes(np.shape(out), (T[0].shape[0], len(X[used[0]]) if used else 1)))
 
     grid_values = (-0.5, 0.5, 2.0) if len(params) <= 6 else (0.5, 2.0)
-    return Law(
-        name=text,
-        params=params,
-        variables=used,
-        equation=f"y = {text}",
-        citation="user formula",
-        model=model,
-        space="linear",
-        start_grid={p: grid_values for p in params},
-        default_loss="huber",
-    )
+    return Formula(text=text, params=params, variables=used, model=model, start_grid={p: grid_values for p in params})

@@ -40,6 +40,7 @@ import pyarrow as pa
 
 from scaling import rundir
 from scaling.errors import MoescaleError
+from scaling.store import Store, _literal, quote, refresh_final
 
 
 @dataclass
@@ -186,8 +187,6 @@ def _bulk_metrics(con, entries) -> list:
     """Tier 1: read the clean metrics.jsonl of ``entries`` with one DuckDB read_json into
     the temp table ``_bulk_wide`` and prepare the temp view ``_bulk_long`` (run_id, step,
     tokens, name, value) over the files it vouches for; returns the entries it could not."""
-    from scaling.store import _literal, quote
-
     candidates = [e for e in entries if e["scan"]["bulk"]]
     rest = [e for e in entries if not e["scan"]["bulk"]]
     con.execute(
@@ -212,7 +211,8 @@ def _bulk_metrics(con, entries) -> list:
     cells = " + ".join(f"count({quote(k)})" for k in keys)
     checks = con.execute(
         f"SELECT filename, count(*), {cells}, bool_and(step IS NOT NULL AND tokens IS NOT NULL "
-        "AND isfinite(step) AND isfinite(tokens) AND step = trunc(step) AND tokens = trunc(tokens)) "
+        "AND isfinite(step) AND isfinite(tokens) AND step = trunc(step) AND tokens = trunc(tokens) "
+        "AND step >= 0 AND tokens >= 0 AND step < 9.2e18 AND tokens < 9.2e18) "
         "FROM _bulk_wide GROUP BY filename"
     ).fetchall()
     vouched = {}
@@ -248,8 +248,6 @@ def _progress(items, enabled: bool, description: str):
 
 def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
     """Parse the runs to write, then replace/insert their rows in one transaction."""
-    from scaling.store import refresh_final
-
     # Parse everything before the transaction: a bad file raises with the store untouched.
     rest = _bulk_metrics(con, to_write)
     metric_parts, eval_columns = [], []
@@ -264,6 +262,7 @@ def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
         "_metrics_new": pa.concat_tables(metric_parts) if metric_parts else _empty_long(),
         "_evals_new": _evals_table(eval_columns),
     }
+    _refuse_duplicate_metrics(con, frames["_metrics_new"], {e["run"]["run_id"]: e["dir"] for e in to_write})
     con.execute("BEGIN TRANSACTION")
     try:
         if summary.replaced:
@@ -292,6 +291,23 @@ def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
                 pass
 
 
+def _refuse_duplicate_metrics(con, careful: pa.Table, dirs: dict) -> None:
+    """MoescaleError naming ``file:line`` when a run logs one metric twice at one step
+    (``final`` would pick one of them arbitrarily); checked over every tier's rows at once."""
+    con.register("_metrics_check", careful)
+    try:
+        row = con.execute(
+            "SELECT run_id, step, name FROM (SELECT run_id, step, name FROM _bulk_long UNION ALL "
+            "SELECT run_id, step, name FROM _metrics_check) GROUP BY ALL HAVING count(*) > 1 "
+            "ORDER BY run_id, step, name LIMIT 1"
+        ).fetchall()
+    finally:
+        con.unregister("_metrics_check")
+    if row:
+        run_id, step, name = row[0]
+        raise MoescaleError(rundir.find_duplicate_metric(dirs[run_id], int(step), name))
+
+
 def _empty_long() -> pa.Table:
     empty = pa.table({"step": pa.array([], pa.int64()), "tokens": pa.array([], pa.int64())})
     return rundir.arrow_wide_to_long(empty, "")
@@ -303,8 +319,6 @@ def ingest(store, dirs, progress: bool = True) -> IngestSummary:
     ``dirs`` are run directories or folders of run directories. Returns an
     :class:`IngestSummary`; raises MoescaleError (store unchanged) on bad input.
     """
-    from scaling.store import Store
-
     if not isinstance(store, Store):
         store = Store(store)
     paths = find_run_dirs(dirs)

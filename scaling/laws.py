@@ -12,6 +12,17 @@ differentiated by complex-step differentiation
 (``T_j + i·h``, h = 1e-30, derivative = imag/h), exact to machine precision, so
 every ``model`` is written with complex-safe numpy operations.
 
+Identifiability (audited for every built-in law): a law's bounds leave one parameter
+set per curve wherever the data can tell them apart. ``sigmoid`` is unchanged under
+(a, k, x0, b) -> (-a, -k, x0, a + b), so k >= 0 is imposed (and a in [-1, 1], b in
+[0, 1] as an accuracy law). The others have no exact symmetry, only degenerate or weak
+directions, reported rather than constrained: chinchilla/moe/power/krajewski lose
+their exponent when its coefficient goes to 0 (A = 0 leaves alpha free); krajewski's
+g and a are confounded when every G is equal; exp_error's k and gamma trade off when
+L spans a narrow range; clark's E_start and E_max (p_start, p_max) are weakly
+identified (its notes say so). Tests compare predictions, or parameters only where the
+law is identified on the test's data.
+
 The registry :data:`LAWS` holds the built-in laws; :func:`get_law` also accepts a
 user formula such as ``"E + A*N**-alpha + B*D**-beta"`` (see ``scaling.formula``).
 """
@@ -26,6 +37,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from scaling.errors import MoescaleError
+from scaling.formula import compile_formula
 
 LN10 = math.log(10.0)
 INF = math.inf
@@ -417,6 +429,8 @@ CLARK = Law(
     prepare=_clark_prepare,
     positive=("N", "E"),
     derived=lambda p: {"E_start": 2.0 ** p["p_start"], "E_max": 2.0 ** p["p_max"]},
+    notes="clark: E_start and E_max (p_start, p_max) are weakly identified: many pairs fit almost equally\n"
+    "well when the expert counts do not reach the saturation; read their intervals, not their point values.",
 )
 _document(CLARK, """Clark et al. 2022 routed-model law with a saturating expert count.
 
@@ -494,10 +508,23 @@ SIGMOID = Law(
     citation="Bhagia et al. 2024, Establishing Task Scaling Laws via Compute-Efficient Model Ladders (arXiv 2412.04403)",
     model=_sigmoid_model,
     space="linear",
-    start_grid={"a": (-1.0, -0.5, 0.5, 1.0), "k": (-10.0, -3.0, -1.0, 1.0, 3.0, 10.0), "x0": (0.5, 1.0, 2.0, 3.0), "b": (0.0, 0.25, 0.5, 1.0)},
+    # k >= 0 removes the mirror symmetry (a, k, x0, b) -> (-a, -k, x0, a + b), which gives the
+    # same curve; a in [-1, 1] and b in [0, 1] keep an accuracy law's asymptotes b and a + b
+    # within [-1, 2] and its x -> -inf asymptote b (the ceiling when a < 0, accuracy falling
+    # with loss) within [0, 1].
+    bounds={"a": (-1.0, 1.0), "k": (0.0, INF), "b": (0.0, 1.0)},
+    start_grid={"a": (-1.0, -0.5, 0.5, 1.0), "k": (0.3, 1.0, 3.0, 10.0), "x0": (0.5, 1.0, 2.0, 3.0), "b": (0.0, 0.25, 0.5, 1.0)},
     default_loss="mse",
+    notes="sigmoid: k >= 0, a in [-1, 1], b in [0, 1] (one parameter set per curve; the ceiling b <= 1 when a < 0).\n"
+    "The other asymptote a + b is not box-bounded: check it when fitting accuracy that rises with x.",
 )
-_document(SIGMOID, "Accuracy from loss (or log compute), Acc(x) = a/(1 + exp(−k(x − x0))) + b (Bhagia et al. 2024).")
+_document(SIGMOID, """Accuracy from loss (or log compute), Acc(x) = a/(1 + exp(−k(x − x0))) + b (Bhagia et al. 2024).
+
+Identifiable by construction: k ≥ 0 (the curve is unchanged under (a, k, x0, b) →
+(−a, −k, x0, a + b), so one sign of k is chosen), a ∈ [−1, 1], b ∈ [0, 1]. As x → −∞
+the curve tends to b, as x → +∞ to a + b: for accuracy against loss (a < 0) the
+ceiling b is at most 1 and the floor a + b at least −1. a = 0 leaves k and x0
+unidentified (a flat curve).""")
 
 
 LAWS: dict[str, Law] = {
@@ -519,6 +546,14 @@ def get_law(name_or_formula: str | Law, variables: Sequence[str] | None = None) 
         return LAWS[text]
     if text.isidentifier():
         raise MoescaleError(f"unknown law {text!r}; known laws: {', '.join(LAWS)}, or a formula such as 'E + A*N**-alpha'")
-    from scaling.formula import formula_law
-
     return formula_law(text, variables)
+
+
+def formula_law(text: str, variables: Sequence[str] | None = None) -> Law:
+    """A :class:`Law` evaluating a user formula in linear space (see :func:`scaling.formula.compile_formula`).
+
+    Default bounds are (−inf, inf); the start grid is the formula's default grid.
+    """
+    f = compile_formula(text, variables)
+    return Law(name=f.text, params=f.params, variables=f.variables, equation=f"y = {f.text}",
+               citation="user formula", model=f.model, space="linear", start_grid=f.start_grid, default_loss="huber")

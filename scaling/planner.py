@@ -17,10 +17,11 @@ Granularity is G = d_model / d_ff (see ``Architecture.granularity``); d_ff = d_m
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import yaml
@@ -131,16 +132,60 @@ class Constraints:
 
 @dataclass(frozen=True)
 class Preset:
-    """A named grid (a union of spaces) with its default training length."""
+    """A named grid (a union of spaces), its default compute budgets or training length,
+    and the training settings its sweep file carries (the sweep's ``train:`` block).
+
+    ``compute``: isoFLOP budgets C used when the constraints give neither compute nor
+    tokens (each architecture gets D = C / flops_per_token tokens per budget); else
+    ``tokens`` per run.
+    """
 
     name: str
     description: str
     spaces: tuple[GridSpace, ...]
     tokens: int
+    compute: tuple[float, ...] = ()
+    train: dict = field(default_factory=dict, hash=False, compare=False)
 
 
 _E = (8, 16, 32, 64, 128, 256)
+
+# cpu-tiny: an isoFLOP sparsity sweep that trains on 2 CPU cores with 2 workers in minutes
+# (the body of the demo); times measured with `benchmarks/bench_sweep.py`.
+CPU_TINY_COMPUTE = (2e11, 4e11, 8e11)
+CPU_TINY_TRAIN: dict = {"data": {"kind": "synthetic"}, "batch_tokens": 4096, "log_interval": 5,
+                         "checkpoint_interval": 25}
+CPU_TINY_DESCRIPTION = (
+    "isoFLOP sparsity sweep for 2 CPU cores: 2 layers, d_model 64 (head_dim 32), expert width 128, "
+    "dense + E 4/8/16 at k 1 + E 4/16 at k 2 (sparsity 1-16), vocab 512, seq_len 128, "
+    "budgets C = 2e11, 4e11, 8e11 FLOPs (0.17M-0.9M tokens, 41-221 steps a run, 8.6M tokens in all): "
+    "6 x 3 = 18 runs; about 10 CPU-minutes, so about 5 min with 2 workers on 2 idle cores "
+    "(measured 22 min on a 2-core machine shared at load 6-7)"
+)
+# gpu-small: the same design for one H100/H200 in about an hour (not yet timed on a GPU).
+GPU_SMALL_COMPUTE = (5e15, 1e16, 2e16)
+GPU_SMALL_TRAIN: dict = {"data": {"kind": "synthetic", "n_people": 20000}, "batch_tokens": 131072, "lr": 1e-3,
+                          "device": "cuda", "dtype": "bfloat16", "log_interval": 10, "checkpoint_interval": 100}
+GPU_SMALL_DESCRIPTION = (
+    "the cpu-tiny design for one H100/H200 (about an hour, estimated, not yet timed): 8 layers, d_model 512 "
+    "(head_dim 64), expert width 1024, dense + E 4/8/16 at k 1 + E 4/16 at k 2, vocab 512, seq_len 512, "
+    "budgets C = 5e15, 1e16, 2e16 FLOPs: 6 x 3 = 18 runs"
+)
 _K = (2, 4, 8, 16)
+
+
+def _isoflop_spaces(n_layers: int, d_model: int, head_dim: int, vocab_size: int, seq_len: int) -> tuple[GridSpace, ...]:
+    """The sparsity design of cpu-tiny and gpu-small: one width, dense and MoE with expert
+    width 2*d_model: k = 1 at E = 1, 4, 8, 16 and k = 2 at E = 4, 16 (sparsity E/k = 1, 2, 4,
+    8, 8, 16; two architectures at s = 8 with different E and k tell whether E and k act
+    only through s)."""
+    common = dict(n_layers=(n_layers,), d_model=(d_model,), granularity=(0.5,), head_dim=head_dim,
+                  vocab_size=vocab_size, seq_len=seq_len)
+    return (
+        GridSpace(n_experts=(1, 4, 8, 16), top_k=(1,), **common),
+        GridSpace(n_experts=(4, 16), top_k=(2,), **common),
+    )
+
 
 PRESETS = {
     "optimal-sparsity": Preset(
@@ -158,17 +203,19 @@ PRESETS = {
     ),
     "cpu-tiny": Preset(
         name="cpu-tiny",
-        description=(
-            "a grid for 2 CPU cores in minutes: 2 layers, d_model 64/128 (head_dim 32), expert width 2*d_model, "
-            "E 1/4/8, k 1/2, vocab 512, seq_len 128, 1M tokens: 10 models"
-        ),
-        spaces=(
-            GridSpace(
-                n_layers=(2,), d_model=(64, 128), n_experts=(1, 4, 8), top_k=(1, 2), granularity=(0.5,),
-                head_dim=32, vocab_size=512, seq_len=128,
-            ),
-        ),
-        tokens=1_000_000,
+        description=CPU_TINY_DESCRIPTION,
+        spaces=_isoflop_spaces(n_layers=2, d_model=64, head_dim=32, vocab_size=512, seq_len=128),
+        tokens=500_000,
+        compute=CPU_TINY_COMPUTE,
+        train=CPU_TINY_TRAIN,
+    ),
+    "gpu-small": Preset(
+        name="gpu-small",
+        description=GPU_SMALL_DESCRIPTION,
+        spaces=_isoflop_spaces(n_layers=8, d_model=512, head_dim=64, vocab_size=512, seq_len=512),
+        tokens=100_000_000,
+        compute=GPU_SMALL_COMPUTE,
+        train=GPU_SMALL_TRAIN,
     ),
 }
 
@@ -244,20 +291,28 @@ def run_id_for(architecture: Architecture, tokens: int, seed: int) -> str:
 
 @dataclass
 class Sweep:
-    """A planned sweep: its name, where it came from (preset, constraints) and its runs."""
+    """A planned sweep: its name, where it came from (preset, constraints) and its runs.
+
+    ``train`` (optional ``train:`` block of the YAML): training settings for every run,
+    passed to the runner as overrides (``TrainConfig.from_planned(run, train)``); a
+    sweep's ``--set key=value`` goes over it.
+    """
 
     name: str
     runs: list[PlannedRun]
     preset: str | None = None
     constraints: Constraints = field(default_factory=Constraints)
+    train: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "preset": self.preset,
             "constraints": self.constraints.to_dict(),
-            "runs": [r.to_dict() for r in self.runs],
         }
+        if self.train:
+            out["train"] = self.train
+        return {**out, "runs": [r.to_dict() for r in self.runs]}
 
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The sweep as YAML text; also written to ``path`` when given."""
@@ -277,15 +332,28 @@ class Sweep:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise MoescaleError(f"sweep {source}: not valid YAML ({exc})") from None
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise MoescaleError(f"sweep {source}{where}: not valid YAML ({problem})") from None
         if not isinstance(data, dict) or "runs" not in data or "name" not in data:
             raise MoescaleError(f"sweep {str(source)[:80]}: expected a mapping with 'name' and 'runs'")
-        return cls(
-            name=data["name"],
-            runs=[PlannedRun.from_dict(r) for r in data["runs"] or []],
-            preset=data.get("preset"),
-            constraints=Constraints.from_dict(data.get("constraints") or {}),
-        )
+        train = data.get("train") or {}
+        if not isinstance(train, dict):
+            raise MoescaleError(f"sweep {str(source)[:80]}: key 'train' must be a mapping of training settings")
+        runs = data["runs"] or []
+        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise MoescaleError(f"sweep {str(source)[:80]}: key 'runs' must be a list of runs")
+        try:
+            return cls(
+                name=str(data["name"]),
+                runs=[PlannedRun.from_dict(r) for r in runs],
+                preset=data.get("preset"),
+                constraints=Constraints.from_dict(data.get("constraints") or {}),
+                train=train,
+            )
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise MoescaleError(f"sweep {str(source)[:80]}: malformed run: {exc}") from None
 
     def table(self) -> str:
         """A plain-text table of the runs (one line each)."""
@@ -359,9 +427,12 @@ def plan(
 
     ``spaces`` is a GridSpace, several, or a preset name. Tokens per run: D = C /
     flops_per_token for each compute budget C (rounded to an integer), else
-    ``constraints.tokens``, else the preset's tokens.
+    ``constraints.tokens``; with neither, a preset's own compute budgets, else its tokens.
+    A preset's training settings become the sweep's ``train`` block.
     """
     preset = get_preset(spaces) if isinstance(spaces, str) else None
+    if preset and preset.compute and not constraints.compute and constraints.tokens is None:
+        constraints = replace(constraints, compute=preset.compute)
     archs = candidates(preset.spaces if preset else spaces, constraints)
     runs = []
     for arch in archs:
@@ -380,4 +451,4 @@ def plan(
                 raise MoescaleError("plan: give compute budgets (--compute) or a token count (--tokens)")
             runs.append(PlannedRun.create(arch, round(tokens), seed))
     return Sweep(name=name or (preset.name if preset else "sweep"), runs=runs, preset=preset.name if preset else None,
-                 constraints=constraints)
+                 constraints=constraints, train=copy.deepcopy(preset.train) if preset else {})

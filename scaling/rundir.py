@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -92,15 +93,45 @@ def _atomic_write_json(file: Path, obj) -> None:
         raise
 
 
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def check_run_id(run_id, where: str = "run_id") -> str:
+    """The run id if it is path-safe (letters, digits, '.', '_', '-'; not '.' or '..'), else MoescaleError."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id) or run_id in (".", ".."):
+        raise MoescaleError(
+            f"{where}: run_id must be a non-empty string of letters, digits, '.', '_' and '-' "
+            f"(it names a directory), got {run_id!r}"
+        )
+    return run_id
+
+
+def architecture_columns(architecture) -> dict:
+    """The typed columns an ``Architecture`` determines: its shape fields, n_total, n_active,
+    n_total_nonembed, n_active_nonembed and flops_per_token (see scaling.architecture)."""
+    a = architecture
+    cols = {k: getattr(a, k) for k in ("d_model", "n_layers", "n_heads", "d_ff", "n_experts", "top_k", "vocab_size", "seq_len")}
+    for key in ("n_total", "n_active", "n_total_nonembed", "n_active_nonembed", "flops_per_token"):
+        cols[key] = getattr(a, key)
+    return cols
+
+
 class RunWriter:
     """Write one run directory, append-only, so a crash at any moment leaves readable files.
 
-    ``config`` is the full run configuration (JSON-serializable dict); the typed columns
-    (``d_model``, ``n_total``, ``flops_per_token``, ...) are taken from ``columns`` when
-    given there, else from the same key in ``config``. Used as a context manager the run
-    ends ``finished`` on normal exit and ``failed`` on an exception.
+    ``config`` is the full run configuration (JSON-serializable dict). The typed columns
+    come, in order of precedence, from ``columns``, from ``architecture`` (a
+    ``scaling.Architecture``, or the dict ``config["architecture"]`` when that key holds one:
+    d_model ... seq_len, n_total, n_active, n_total_nonembed, n_active_nonembed,
+    flops_per_token), from ``tokens_planned`` / ``seed``, else from the same key in
+    ``config``. Used as a context manager
+    the run ends ``finished`` on normal exit and ``failed`` on an exception.
 
-    >>> w = RunWriter("runs/r1", "r1", config, sweep="s1", columns=arch.to_dict())
+    The run id names a directory, so it must be path-safe: letters, digits, '.', '_', '-'.
+    :meth:`reopen` continues an existing run directory after a crash (for resuming from a
+    checkpoint), dropping the lines logged after the checkpoint's step.
+
+    >>> w = RunWriter("runs/r1", "r1", config, sweep="s1", architecture=arch, tokens_planned=10**6)
     >>> w.log(step=10, tokens=20480, train_loss=4.1)
     >>> w.finish()
     """
@@ -114,18 +145,20 @@ class RunWriter:
         sweep: str | None = None,
         code_version: str | None = None,
         columns: dict | None = None,
+        architecture=None,
+        tokens_planned: int | None = None,
+        seed: int | None = None,
         metrics_parquet: bool = False,
         created_at: datetime | None = None,
     ):
-        if not isinstance(run_id, str) or not run_id:
-            raise MoescaleError(f"{dir}: run_id must be a non-empty string, got {run_id!r}")
+        check_run_id(run_id, str(dir))
         self.dir = Path(dir)
         self.metrics_parquet = metrics_parquet
         self.dir.mkdir(parents=True, exist_ok=True)
         existing = self.dir / RUN_FILE
         if existing.exists():
             raise MoescaleError(f"{existing}: run directory already holds a run; use a new directory")
-        columns = dict(columns or {})
+        columns = {**self._derived_columns(config, architecture, tokens_planned, seed), **(columns or {})}
         created = created_at or datetime.now(timezone.utc)
         self.run = {
             "run_id": run_id,
@@ -141,6 +174,60 @@ class RunWriter:
         _atomic_write_json(existing, self.run)
         self._metrics = open(self.dir / METRICS_FILE, "a", encoding="utf-8")
         self._evals = open(self.dir / EVALS_FILE, "a", encoding="utf-8")
+
+    @staticmethod
+    def _derived_columns(config: dict, architecture, tokens_planned, seed) -> dict:
+        from scaling.architecture import Architecture
+
+        if architecture is None and isinstance(config.get("architecture"), dict):
+            architecture = Architecture.from_dict(config["architecture"])
+        elif isinstance(architecture, dict):
+            architecture = Architecture.from_dict(architecture)
+        cols = architecture_columns(architecture) if architecture is not None else {}
+        if tokens_planned is not None:
+            cols["tokens_planned"] = int(tokens_planned)
+        if seed is not None:
+            cols["seed"] = int(seed)
+        return cols
+
+    @classmethod
+    def reopen(cls, dir: str | Path, *, through_step: int, metrics_parquet: bool = False) -> RunWriter:
+        """Continue the run in ``dir`` after a crash: keep the metrics and eval lines with
+        step <= ``through_step`` (the checkpoint's step; 0 keeps none), drop the rest and a
+        truncated last line, set the status back to ``running`` and append from there.
+
+        The kept lines are rewritten atomically (temp file + rename), so a crash during
+        reopen leaves either the old or the new file, never a mix.
+        """
+        dir = Path(dir)
+        file = dir / RUN_FILE
+        try:
+            run = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise MoescaleError(f"{file}: cannot reopen the run: {exc}") from None
+        self = cls.__new__(cls)
+        self.dir = dir
+        self.metrics_parquet = metrics_parquet
+        self.run = run
+        (dir / METRICS_PARQUET).unlink(missing_ok=True)
+        for name in (METRICS_FILE, EVALS_FILE):
+            path = dir / name
+            kept = [
+                json.dumps(obj) + "\n"
+                for _, obj in _read_jsonl_rows(path, warn=False, messages=[])
+                if isinstance(obj.get("step"), int) and obj["step"] <= through_step
+            ]
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=dir)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.writelines(kept)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        run.pop("error", None)
+        self.set_status("running")
+        self._metrics = open(dir / METRICS_FILE, "a", encoding="utf-8")
+        self._evals = open(dir / EVALS_FILE, "a", encoding="utf-8")
+        return self
 
     def log(self, step: int, tokens: int, **metrics: float) -> None:
         """Append one metrics line: ``{"step", "tokens", name: value, ...}``; flushed at once."""
@@ -170,15 +257,18 @@ class RunWriter:
         self._evals.write(json.dumps(row) + "\n")
         self._evals.flush()
 
-    def set_status(self, status: str) -> None:
-        """Rewrite run.json atomically with a new status (running, finished, diverged, failed)."""
+    def set_status(self, status: str, error: str | None = None) -> None:
+        """Rewrite run.json atomically with a new status (running, finished, diverged, failed);
+        ``error`` (e.g. the first line of a crash's message) is recorded as key ``error``."""
         if status not in STATUSES:
             raise MoescaleError(f"status {status!r} is not one of {', '.join(STATUSES)}")
         self.run["status"] = status
+        if error is not None:
+            self.run["error"] = str(error)
         _atomic_write_json(self.dir / RUN_FILE, self.run)
 
-    def finish(self, status: str = "finished") -> None:
-        """Close the logs, write metrics.parquet when asked, then record the final status."""
+    def finish(self, status: str = "finished", error: str | None = None) -> None:
+        """Close the logs, write metrics.parquet when asked, then record the final status (and error)."""
         self.close()
         if self.metrics_parquet:
             import pyarrow.parquet as pq
@@ -188,7 +278,7 @@ class RunWriter:
                 tmp = self.dir / f".{METRICS_PARQUET}.tmp"
                 pq.write_table(wide, tmp)
                 os.replace(tmp, self.dir / METRICS_PARQUET)
-        self.set_status(status)
+        self.set_status(status, error)
 
     def close(self) -> None:
         for fh in (self._metrics, self._evals):
@@ -202,7 +292,8 @@ class RunWriter:
         if self.run["status"] != "running":
             self.close()
         else:
-            self.finish("failed" if exc_type is not None else "finished")
+            error = (str(exc).strip().splitlines() or [exc_type.__name__])[0] if exc_type is not None else None
+            self.finish("failed" if exc_type is not None else "finished", error)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -252,14 +343,23 @@ def _read_jsonl_rows(file: Path, warn: bool = True, messages: list | None = None
     return rows
 
 
-def _integer(value, where: str, key: str) -> int:
+INT64_MAX = 2**63 - 1
+
+
+def _integer(value, where: str, key: str, minimum: int | None = None) -> int:
+    """The value as an int64; MoescaleError naming ``where`` and ``key`` for a non-integer,
+    one beyond int64 or one below ``minimum``."""
     if isinstance(value, bool) or value is None:
         raise MoescaleError(f"{where}: column {key!r}: value {value!r} is not an integer")
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        return int(value)
-    raise MoescaleError(f"{where}: column {key!r}: value {value!r} is not an integer")
+        value = int(value)
+    if not isinstance(value, int):
+        raise MoescaleError(f"{where}: column {key!r}: value {value!r} is not an integer")
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise MoescaleError(f"{where}: column {key!r}: value {value} is beyond the 64-bit integer range")
+    if minimum is not None and value < minimum:
+        raise MoescaleError(f"{where}: column {key!r}: value {value} must be >= {minimum}")
+    return value
 
 
 def _number(value, where: str, key: str) -> float:
@@ -270,14 +370,14 @@ def _number(value, where: str, key: str) -> float:
 
 
 def _wide_to_long(rows, file: Path, run_id: str) -> pd.DataFrame:
-    steps, tokens, names, values = [], [], [], []
+    steps, tokens, names, values, lines = [], [], [], [], []
     for lineno, obj in rows:
         where = f"{file}:{lineno}"
         for key in ("step", "tokens"):
             if key not in obj:
                 raise MoescaleError(f"{where}: column {key!r} is missing")
-        step = _integer(obj["step"], where, "step")
-        tok = _integer(obj["tokens"], where, "tokens")
+        step = _integer(obj["step"], where, "step", minimum=0)
+        tok = _integer(obj["tokens"], where, "tokens", minimum=0)
         for key, raw in obj.items():
             if key in ("step", "tokens") or raw is None:
                 continue
@@ -285,6 +385,8 @@ def _wide_to_long(rows, file: Path, run_id: str) -> pd.DataFrame:
             tokens.append(tok)
             names.append(str(key))
             values.append(_number(raw, where, key))
+            lines.append(lineno)
+    _refuse_duplicates(file, lines, list(zip(steps, names)), "(step, metric)")
     return pd.DataFrame(
         {
             "run_id": pd.Series([run_id] * len(steps), dtype=object),
@@ -330,14 +432,18 @@ def read_metrics_arrow(dir: str | Path):
             table = pj.read_json(file, read_options=pj.ReadOptions(use_threads=False))
     except (pa.ArrowInvalid, OSError):
         return None
+    import pyarrow.compute as pc
+
     names = table.column_names
-    if "step" not in names or "tokens" not in names:
+    if "step" not in names or "tokens" not in names or len(set(names)) != len(names):
         return None
     for name, column in zip(names, table.columns):
         kind = column.type
         if name in ("step", "tokens"):
             if not pa.types.is_integer(kind) or column.null_count:
                 return None
+            if len(column) and (pc.min(column).as_py() < 0 or (pa.types.is_unsigned_integer(kind) and pc.max(column).as_py() > INT64_MAX)):
+                return None  # negative or beyond int64: the careful parse names file:line
         elif not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_null(kind)):
             return None
     return table
@@ -419,6 +525,7 @@ def read_evals_columns(dir: str | Path, run_id: str, warn: bool = True, messages
     """Evaluations of a run directory as a dict of column lists (see :func:`read_evals`)."""
     file = Path(dir) / EVALS_FILE
     out = {c: [] for c in EVAL_COLUMNS}
+    out["_line"] = []
     for lineno, obj in _read_jsonl_rows(file, warn, messages):
         where = f"{file}:{lineno}"
         for key in ("step", "tokens", "task", "metric", "value"):
@@ -434,14 +541,41 @@ def read_evals_columns(dir: str | Path, run_id: str, warn: bool = True, messages
             continue  # not measured, as in metrics
         n_examples = obj.get("n_examples")
         out["run_id"].append(run_id)
-        out["step"].append(_integer(obj["step"], where, "step"))
-        out["tokens"].append(_integer(obj["tokens"], where, "tokens"))
+        out["step"].append(_integer(obj["step"], where, "step", minimum=0))
+        out["tokens"].append(_integer(obj["tokens"], where, "tokens", minimum=0))
         out["task"].append(obj["task"])
         out["task_kind"].append(kind)
         out["metric"].append(obj["metric"])
         out["value"].append(_number(obj["value"], where, "value"))
-        out["n_examples"].append(None if n_examples is None else _integer(n_examples, where, "n_examples"))
+        out["n_examples"].append(None if n_examples is None else _integer(n_examples, where, "n_examples", minimum=0))
+        out["_line"].append(lineno)
+    _refuse_duplicates(file, out["_line"], list(zip(out["step"], out["task"], out["metric"])), "(step, task, metric)")
+    del out["_line"]
     return out
+
+
+def _refuse_duplicates(file: Path, lines, keys, what: str) -> None:
+    """MoescaleError naming both lines when a key appears twice (``final`` would pick one at random)."""
+    first = {}
+    for line, key in zip(lines, keys):
+        if key in first:
+            raise MoescaleError(f"{file}:{line}: duplicated {what} {key!r}, first on line {first[key]}")
+        first[key] = line
+
+
+def find_duplicate_metric(dir: str | Path, step: int, name: str) -> str:
+    """``file:line`` of the second line that logs metric ``name`` at ``step`` (for the ingest error)."""
+    dir = Path(dir)
+    file = dir / METRICS_FILE
+    if (dir / METRICS_PARQUET).exists():
+        return f"{dir / METRICS_PARQUET}: metric {name!r} twice at step {step}"
+    seen = None
+    for lineno, obj in _read_jsonl_rows(file, warn=False):
+        if obj.get("step") == step and obj.get(name) is not None:
+            if seen is not None:
+                return f"{file}:{lineno}: column {name!r}: duplicated (step, metric) ({step}, {name!r}), first on line {seen}"
+            seen = lineno
+    return f"{file}: column {name!r}: duplicated (step, metric) ({step}, {name!r})"
 
 
 def read_evals(dir: str | Path, run_id: str, warn: bool = True, messages: list | None = None) -> pd.DataFrame:
@@ -482,6 +616,7 @@ def read_run_json(dir: str | Path) -> dict:
         raise MoescaleError(f"{file}: expected a JSON object")
     if not isinstance(run.get("run_id"), str) or not run["run_id"]:
         raise MoescaleError(f"{file}: key 'run_id' must be a non-empty string, got {run.get('run_id')!r}")
+    check_run_id(run["run_id"], f"{file}: key 'run_id'")  # path-safe: it names a directory
     if run.get("status") not in STATUSES:
         raise MoescaleError(f"{file}: key 'status': {run.get('status')!r} is not one of {', '.join(STATUSES)}")
     config = run.get("config")
@@ -505,12 +640,28 @@ def read_run_json(dir: str | Path) -> dict:
             run[key] = None
         elif key in FLOAT_COLUMNS:
             number = _number(value, str(file), key)
-            if number is None:
-                raise MoescaleError(f"{file}: key {key!r}: {value!r} is not a finite number")
+            if not math.isfinite(number) or number < 0:
+                raise MoescaleError(f"{file}: key {key!r}: {value!r} is not a finite number >= 0")
             run[key] = number
         else:
-            run[key] = _integer(value, str(file), key)
+            run[key] = _integer(value, str(file), key, minimum=_MINIMUM.get(key))
+    _check_shape(file, run)
     return run
+
+
+#: The smallest value each typed integer column may hold (counts are never negative).
+_MINIMUM = {
+    "d_model": 1, "n_layers": 1, "n_heads": 1, "d_ff": 1, "n_experts": 1, "top_k": 1, "vocab_size": 1, "seq_len": 1,
+    "n_total": 0, "n_active": 0, "n_total_nonembed": 0, "n_active_nonembed": 0, "tokens_planned": 0, "seed": 0,
+}  # fmt: skip
+
+
+def _check_shape(file: Path, run: dict) -> None:
+    """Relations between typed columns that no real run breaks."""
+    for small, large in (("top_k", "n_experts"), ("n_active", "n_total"), ("n_active_nonembed", "n_total_nonembed"),
+                         ("n_total_nonembed", "n_total"), ("n_active_nonembed", "n_active")):
+        if run.get(small) is not None and run.get(large) is not None and run[small] > run[large]:
+            raise MoescaleError(f"{file}: key {small!r}: {run[small]} exceeds {large} = {run[large]}")
 
 
 def read_run_dir(path: str | Path, warn: bool = True) -> RunRecord:

@@ -6,8 +6,9 @@ task_kind, metric, value, n_examples), ``fits`` and ``meta`` (schema version). T
 ``final`` has one row per finished run and is what fits and figures read::
 
     >>> from scaling.store import Store
+    >>> from scaling.ingest import ingest
     >>> with Store("moescale.duckdb") as store:
-    ...     store.ingest(["runs/r1", "runs/r2"])
+    ...     ingest(store, ["runs/r1", "runs/r2"])
     ...     df = store.sql("SELECT n_total, sparsity, tpp, val_loss FROM final")
     ...     store.import_table("chinchilla_epoch", name="chinchilla")
 
@@ -16,6 +17,18 @@ task_kind, metric, value, n_examples), ``fits`` and ``meta`` (schema version). T
 tokens_planned), ``tpp = tokens / n_total`` (tokens per parameter), ``active_flops =
 flops_per_token * tokens``, ``val_loss`` (last logged), and one ``<task>_<metric>``
 column per evaluation holding its last value.
+
+Queries are read-only unless asked: ``Store.sql`` runs one SELECT on a read-only
+connection, and ``Store.sql(..., write=True)`` (``moescale db sql --write``) anything.
+Imports are strict (see :mod:`scaling.tables`). A path that exists but is not a DuckDB
+file, or is a DuckDB database without this project's tables, is refused rather than
+opened as a store; ``Store(path, create=False)`` refuses a missing file instead of
+creating it (what every reading command uses). A store whose derived view ``final``
+was dropped says so, and :meth:`Store.rebuild_views` recreates it.
+
+Layering: this module reads files only through :mod:`scaling.tables` and
+:mod:`scaling.datasets` (below it); :mod:`scaling.ingest` and :mod:`scaling.fitting`
+sit above it and are never imported here.
 
 Concurrency: every operation takes an inter-process file lock (``<store>.lock``) and
 opens the DuckDB file only for its own duration, retrying with backoff while another
@@ -42,12 +55,18 @@ import duckdb
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from scaling import datasets, tables
 from scaling.errors import MoescaleError
 
 SCHEMA_VERSION = 1
 DEFAULT_STORE = "moescale.duckdb"
 CORE_TABLES = ("meta", "runs", "metrics", "evals", "fits")
-RESERVED_NAMES = frozenset(CORE_TABLES + ("final",))
+DERIVED_VIEWS = ("final",)
+RESERVED_NAMES = frozenset(CORE_TABLES + DERIVED_VIEWS)
+#: The first bytes of a DuckDB database file: an 8-byte checksum, then the magic "DUCK".
+DUCKDB_MAGIC_OFFSET, DUCKDB_MAGIC = 8, b"DUCK"
+#: Statement types a read-only query may be.
+READ_ONLY_STATEMENTS = ("SELECT",)
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 #: Columns of ``runs`` that ``final`` carries over, in order.
@@ -77,6 +96,65 @@ def _literal(text: str) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_store_file(path: str | Path, create: bool = True) -> None:
+    """Refuse a store path that is not a DuckDB database file, before DuckDB opens it.
+
+    A missing file is fine when ``create`` (a new store), else MoescaleError. An
+    existing file must start with DuckDB's header (magic ``DUCK`` at byte 8); a path
+    with a table suffix (.csv, .parquet, ...) is refused even when missing.
+    """
+    path = Path(path)
+    try:
+        tables.table_format(path)
+    except MoescaleError:
+        pass
+    else:
+        raise MoescaleError(f"{path}: is a table file name, not a store; import it with `moescale db import {path} --name NAME`")
+    if not path.exists():
+        if not create:
+            raise MoescaleError(f"{path}: no store there (give --store PATH or set MOESCALE_STORE)")
+        return
+    if not path.is_file():
+        raise MoescaleError(f"{path}: is not a file, so not a store")
+    with open(path, "rb") as fh:
+        head = fh.read(DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC))
+    if len(head) == 0 and create:
+        raise MoescaleError(f"{path}: is an empty file, not a DuckDB store; remove it or choose another path")
+    if head[DUCKDB_MAGIC_OFFSET:] != DUCKDB_MAGIC:
+        raise MoescaleError(f"{path}: is not a DuckDB store (no DuckDB header)")
+
+
+def check_table_name(name) -> None:
+    """MoescaleError unless ``name`` can be an imported table: an identifier, not a reserved name."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name):
+        raise MoescaleError(f"table name {name!r} is not an identifier (letters, digits, _; not starting with a digit)")
+    if name.lower() in RESERVED_NAMES:
+        raise MoescaleError(f"table name {name!r} is reserved for the store ({', '.join(sorted(RESERVED_NAMES))})")
+
+
+def check_statement(query: str, write: bool = False) -> None:
+    """MoescaleError unless ``query`` is SQL that :meth:`Store.sql` may run.
+
+    Read-only (``write=False``): exactly one statement, of a type in
+    :data:`READ_ONLY_STATEMENTS`. With ``write``: any statements that parse.
+    """
+    if not isinstance(query, str) or not query.strip():
+        raise MoescaleError("SQL error: empty query")
+    try:
+        statements = duckdb.extract_statements(query)
+    except duckdb.Error as exc:
+        raise MoescaleError(f"SQL error: {_first_line(exc)}") from None
+    if write:
+        return
+    if len(statements) != 1:
+        raise MoescaleError(
+            f"SQL error: {len(statements)} statements; a read-only query is one statement (--write to run several)"
+        )
+    kind = statements[0].type.name
+    if kind not in READ_ONLY_STATEMENTS:
+        raise MoescaleError(f"SQL error: {kind} statement refused: queries are read-only unless given --write (write=True)")
 
 
 # ----------------------------------------------------------------------------- migrations
@@ -220,7 +298,7 @@ class Store:
     ['evals', 'final', 'fits', 'meta', 'metrics', 'runs']
     """
 
-    def __init__(self, path: str | Path | None = None, timeout: float = 300.0):
+    def __init__(self, path: str | Path | None = None, timeout: float = 300.0, *, create: bool = True):
         self.path = str(path) if path is not None else default_path()
         self.timeout = timeout
         self._memory = self.path == ":memory:"
@@ -230,6 +308,7 @@ class Store:
             if not parent.is_dir():
                 raise MoescaleError(f"{self.path}: folder {parent} does not exist")
             self.path = str(Path(self.path).expanduser())
+            check_store_file(self.path, create=create)
             self._lock = FileLock(self.path + ".lock", timeout=timeout)
         self._checked = False
         self._active = None
@@ -253,12 +332,12 @@ class Store:
 
     # -- connections
 
-    def _open(self):
+    def _open(self, read_only: bool = False):
         deadline = time.monotonic() + self.timeout
         delay = 0.02
         while True:
             try:
-                return duckdb.connect(self.path)
+                return duckdb.connect(self.path, read_only=read_only)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
                     raise MoescaleError(f"{self.path}: cannot open store: {_first_line(exc)}") from None
@@ -268,12 +347,13 @@ class Store:
             delay = min(delay * 2, 1.0)
 
     @contextmanager
-    def connect(self):
+    def connect(self, read_only: bool = False):
         """A DuckDB connection to the store, held under the store's inter-process lock.
 
         Calls nest: inside a ``with store.connect():`` block every Store method reuses
         the one connection, which saves reopening the file for a batch of queries (other
-        processes wait meanwhile).
+        processes wait meanwhile). ``read_only`` opens a read-only connection (file
+        stores, outermost call only; an in-memory store has one connection).
 
         >>> with store.connect() as con:
         ...     con.sql("SELECT count(*) FROM runs").fetchall()
@@ -296,7 +376,10 @@ class Store:
                 f"{self.path}: store is busy: could not take {self.path}.lock within {self.timeout:g} s"
             ) from None
         try:
-            con = self._open()
+            if read_only and not self._checked:
+                with self.connect():  # create or migrate first, on a writable connection
+                    pass
+            con = self._open(read_only=read_only)
             try:
                 if not self._checked:
                     self._ensure_schema(con)
@@ -310,6 +393,11 @@ class Store:
 
     def _ensure_schema(self, con) -> None:
         version = schema_version(con)
+        if version is None and _table_names(con):
+            raise MoescaleError(
+                f"{self.path}: is a DuckDB database without the store's tables (it has "
+                f"{', '.join(sorted(_table_names(con))[:5])}); not opened as a store"
+            )
         if version is not None and version > SCHEMA_VERSION:
             raise MoescaleError(
                 f"{self.path}: store schema version {version} is newer than this moe-scaling "
@@ -335,23 +423,51 @@ class Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
+        missing = [t for t in CORE_TABLES if t not in _table_names(con)]
+        if missing:
+            raise MoescaleError(
+                f"{self.path}: core table(s) {', '.join(missing)} missing: the store was altered outside "
+                "moe-scaling and its data is lost; re-ingest the run directories into a new store"
+            )
         self._checked = True
+
+    def missing_views(self) -> list[str]:
+        """The derived views (``final``) that are missing from the store."""
+        with self.connect() as con:
+            names = _table_names(con)
+        return [v for v in DERIVED_VIEWS if v not in names]
+
+    def rebuild_views(self) -> list[str]:
+        """Recreate the derived views (``final``) from the core tables; returns their names."""
+        with self.connect() as con:
+            refresh_final(con)
+        return list(DERIVED_VIEWS)
 
     # -- reading
 
-    def sql(self, query: str, params=None) -> pd.DataFrame:
+    def sql(self, query: str, params=None, *, write: bool = False) -> pd.DataFrame:
         """Run SQL and return the result as a DataFrame (empty for statements without one).
 
+        Read-only unless ``write``: one SELECT statement (see :func:`check_statement`), run
+        on a read-only connection for a file store. ``write=True`` runs any statements
+        (several: the last one's result).
+
         >>> Store().sql("SELECT sparsity, avg(val_loss) FROM final GROUP BY ALL")
+        >>> Store().sql("DELETE FROM runs WHERE status = 'failed'", write=True)
         """
-        with self.connect() as con:
+        check_statement(query, write)
+        with self.connect(read_only=not write) as con:
             try:
                 con.execute(query, params)
                 if con.description is None:
                     return pd.DataFrame()
                 return con.df()
             except duckdb.Error as exc:
-                raise MoescaleError(f"SQL error: {_first_line(exc)}") from None
+                message = f"SQL error: {_first_line(exc)}"
+                missing = [v for v in DERIVED_VIEWS if v not in _table_names(con)]
+                if missing:
+                    message += f" (view {', '.join(missing)} is missing: rebuild it with `moescale db rebuild`)"
+                raise MoescaleError(message) from None
 
     def tables(self) -> list[str]:
         """Names of the tables and views in the store, sorted."""
@@ -366,15 +482,24 @@ class Store:
     def _require(self, name: str) -> None:
         names = self.tables()
         if name not in names:
-            raise MoescaleError(f"no table or view {name!r} in {self.path}; it has {', '.join(names)}")
+            hint = " (a derived view: rebuild it with `moescale db rebuild`)" if name in DERIVED_VIEWS else ""
+            raise MoescaleError(f"no table or view {name!r} in {self.path}{hint}; it has {', '.join(names)}")
+
+    def fit_record(self, fit_id: str) -> dict:
+        """The ``fits`` row of ``fit_id`` with its JSON columns decoded (spec, params, ci).
+
+        ``scaling.fitting.load_fit(store, fit_id)`` turns it back into a FitResult.
+        """
+        df = self.sql("SELECT * FROM fits WHERE fit_id = ?", [str(fit_id)])
+        if df.empty:
+            known = self.sql("SELECT fit_id FROM fits ORDER BY created_at DESC LIMIT 5")["fit_id"].tolist()
+            raise MoescaleError(f"no fit {fit_id!r} in {self.path}" + (f"; latest: {', '.join(known)}" if known else "; it has none"))
+        row = df.iloc[0].to_dict()
+        for key in ("spec", "params", "ci"):
+            row[key] = json.loads(row[key]) if row[key] is not None else {}
+        return row
 
     # -- writing
-
-    def ingest(self, dirs, progress: bool = False):
-        """Load run directories (see :func:`scaling.ingest.ingest`); returns the summary."""
-        from scaling.ingest import ingest
-
-        return ingest(self, dirs, progress=progress)
 
     def import_table(self, source, name: str, replace: bool = False) -> int:
         """Import a file (.csv, .csv.gz, .parquet, .json, .jsonl), a registered dataset name
@@ -383,25 +508,17 @@ class Store:
         >>> store.import_table("chinchilla_epoch", "chinchilla")
         245
         """
-        if not isinstance(name, str) or not _IDENTIFIER.match(name):
-            raise MoescaleError(f"table name {name!r} is not an identifier (letters, digits, _; not starting with a digit)")
-        if name.lower() in RESERVED_NAMES:
-            raise MoescaleError(f"table name {name!r} is reserved for the store ({', '.join(sorted(RESERVED_NAMES))})")
-        from scaling.tables import READERS, reader_sql
-
-        frame = None
+        check_table_name(name)
+        frame, shape = None, None
         if isinstance(source, pd.DataFrame):
             frame, what = source, "DataFrame"
         else:
             text = str(source)
-            from scaling import datasets
-
             if text in datasets.REGISTRY and not Path(text).exists():
                 source = datasets.path(text)
             what = str(source)
-            expression = reader_sql(source)  # unknown suffix -> error naming the accepted ones
-            if not Path(source).is_file():
-                raise MoescaleError(f"{source}: file not found")
+            shape = tables.check_file(source)  # strict structural pass: file:line of what is wrong
+            expression = tables.reader_sql(source)
         with self.connect() as con:
             if not replace and name in _table_names(con):
                 raise MoescaleError(f"table {name!r} already exists in {self.path}; pass replace=True (--replace)")
@@ -412,10 +529,13 @@ class Store:
                     expression = "_import_frame"
                 con.execute(f"CREATE OR REPLACE TABLE {quote(name)} AS SELECT * FROM {expression}")
                 count = con.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0]
+                if shape is not None:
+                    columns = [r[0] for r in con.execute(f"DESCRIBE {quote(name)}").fetchall()]
+                    tables.verify_read(what, shape, columns, count)
                 con.execute("COMMIT")
             except duckdb.Error as exc:
                 con.execute("ROLLBACK")
-                raise MoescaleError(f"{what}: cannot import: {_first_line(exc)} (accepted: {', '.join(READERS)})") from None
+                raise MoescaleError(f"{what}: cannot import: {_first_line(exc)}") from None
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -429,10 +549,8 @@ class Store:
 
         >>> store.export("final", "final.parquet")
         """
-        from scaling.tables import table_format
-
         out = Path(out)
-        fmt = table_format(out)
+        fmt = tables.table_format(out)
         options = {
             ".csv": "FORMAT csv, HEADER true",
             ".csv.gz": "FORMAT csv, HEADER true, COMPRESSION gzip",
@@ -486,3 +604,4 @@ class Store:
         with self.connect() as con:
             con.execute("INSERT INTO fits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
         return fit_id
+

@@ -7,17 +7,34 @@ One entry point, :func:`read_table`, used by fits, figures and ``moescale db imp
     >>> read_table("final", store=Store())      # a table or view in a store
     >>> read_table(df)                          # a DataFrame passes through (copied)
 
-Files are parsed by DuckDB's readers (``read_csv``, ``read_parquet``, ``read_json``).
+Files are parsed by DuckDB's readers (``read_csv``, ``read_parquet``, ``read_json``)
+with strict options, and never on the strength of DuckDB's sniffer alone: a structural
+pass (:func:`check_file`) first reads every record with Python's ``csv`` module in strict
+mode (or ``json`` for JSON), and the table DuckDB returns must have exactly the header's
+columns and one row per record. Refused, with ``file:line``: an empty file, a header
+with an empty or duplicated column name, a record with more or fewer fields than the
+header, an unterminated quote, malformed or truncated JSON, a JSON value that is not an
+object, a duplicated JSON key. Blank lines are skipped (except in a one-column CSV,
+where a blank line would be a missing value and is refused).
+
+This module sits below the store: it reads files and datasets, and reads a store's
+tables only through a ``Store`` object handed to it.
 """
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 
+from scaling import datasets
 from scaling.errors import MoescaleError
 
 #: Accepted file suffixes and the DuckDB reader for each.
@@ -29,6 +46,18 @@ READERS = {
     ".jsonl": "read_json",
     ".ndjson": "read_json",
 }
+
+#: DuckDB reading options per format: the dialect is fixed (no guessing of header,
+#: delimiter, quoting or skipped lines), types are inferred from every row.
+_OPTIONS = {
+    ".csv": "header = true, skip = 0, delim = ',', quote = '\"', escape = '\"', comment = '', "
+    "strict_mode = true, null_padding = false, ignore_errors = false, sample_size = -1, "
+    "auto_detect = true",
+    ".json": "format = 'array', sample_size = -1",
+    ".jsonl": "format = 'newline_delimited', sample_size = -1",
+}
+_OPTIONS[".csv.gz"] = _OPTIONS[".csv"] + ", compression = 'gzip'"
+_OPTIONS[".ndjson"] = _OPTIONS[".jsonl"]
 
 
 def table_format(file: str | Path) -> str:
@@ -44,26 +73,179 @@ def table_format(file: str | Path) -> str:
 
 
 def reader_sql(file: str | Path) -> str:
-    """A DuckDB table expression reading ``file`` (e.g. ``read_csv('x.csv')``), format by suffix."""
-    reader = READERS[table_format(file)]
+    """A DuckDB table expression reading ``file`` strictly (e.g. ``read_csv('x.csv', header = true, ...)``)."""
+    fmt = table_format(file)
     quoted = str(file).replace("'", "''")
-    return f"{reader}('{quoted}')"
+    options = _OPTIONS.get(fmt)
+    return f"{READERS[fmt]}('{quoted}'" + (f", {options})" if options else ")")
+
+
+@dataclass(frozen=True)
+class FileShape:
+    """What the structural pass found in a table file: its column names and data row count
+    (None for Parquet, whose structure DuckDB reads from the file's own metadata)."""
+
+    columns: tuple[str, ...] | None
+    rows: int | None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_header(file, columns, line: int = 1) -> None:
+    seen = set()
+    for i, name in enumerate(columns):
+        if not str(name).strip():
+            raise MoescaleError(f"{file}:{line}: column {i + 1} has an empty name")
+        if name in seen:
+            raise MoescaleError(f"{file}:{line}: duplicate column name {name!r}")
+        seen.add(name)
+
+
+def _check_csv(file: Path, fmt: str) -> FileShape:
+    opener = gzip.open if fmt == ".csv.gz" else open
+    try:
+        with opener(file, "rt", encoding="utf-8", newline="") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as exc:
+        raise MoescaleError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except (OSError, EOFError) as exc:
+        raise MoescaleError(f"{file}: cannot read: {_one_line(exc)}") from None
+    if text.startswith("\ufeff"):
+        raise MoescaleError(f"{file}:1: starts with a byte-order mark; save it as UTF-8 without BOM")
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise MoescaleError(f"{file}:{line}: contains a NUL byte; not a text CSV file")
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header, rows, start = None, 0, 1
+    try:
+        for record in reader:
+            if header is None:
+                if not record:
+                    raise MoescaleError(f"{file}:{start}: blank first line; the first line must be the header")
+                header = record
+                _check_header(file, header, start)
+            elif not record:
+                if len(header) == 1:
+                    raise MoescaleError(
+                        f"{file}:{start}: blank line in a one-column table (a missing value must be quoted: \"\")"
+                    )
+            elif len(record) != len(header):
+                raise MoescaleError(
+                    f"{file}:{start}: {len(record)} fields, but the header on line 1 has {len(header)}"
+                )
+            else:
+                rows += 1
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise MoescaleError(f"{file}:{reader.line_num}: malformed CSV: {exc}") from None
+    if header is None:
+        raise MoescaleError(f"{file}: empty file; a CSV table needs at least a header line")
+    return FileShape(tuple(header), rows)
+
+
+def _no_duplicates(where: str):
+    def hook(pairs):
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            dup = next(k for k in keys if keys.count(k) > 1)
+            raise MoescaleError(f"{where}: duplicate key {dup!r}")
+        return dict(pairs)
+
+    return hook
+
+
+def _check_json(file: Path, fmt: str) -> FileShape:
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MoescaleError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    if not text.strip():
+        raise MoescaleError(f"{file}: empty file")
+    if fmt == ".json":
+        try:
+            records = json.loads(text, object_pairs_hook=_no_duplicates(str(file)))
+        except json.JSONDecodeError as exc:
+            raise MoescaleError(f"{file}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})") from None
+        if not isinstance(records, list):
+            raise MoescaleError(f"{file}:1: expected a JSON array of objects, got a {type(records).__name__}")
+        numbered = [(None, r) for r in records]
+    else:
+        numbered = []
+        for i, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((i, json.loads(line, object_pairs_hook=_no_duplicates(f"{file}:{i}"))))
+            except json.JSONDecodeError as exc:
+                raise MoescaleError(f"{file}:{i}: malformed JSON line: {exc.msg} (column {exc.colno})") from None
+    if not numbered:
+        raise MoescaleError(f"{file}: no records (an empty table)")
+    columns: dict[str, None] = {}
+    for i, (line, record) in enumerate(numbered):
+        where = f"{file}:{line}" if line is not None else f"{file}: record {i + 1}"
+        if not isinstance(record, dict):
+            raise MoescaleError(f"{where}: expected a JSON object, got {json.dumps(record)[:40]}")
+        for key, value in record.items():
+            if isinstance(value, (dict, list)):
+                raise MoescaleError(f"{where}: key {key!r} holds a nested {type(value).__name__}; tables hold scalars")
+            columns.setdefault(key)
+    _check_header(file, list(columns))
+    return FileShape(tuple(columns), len(numbered))
+
+
+def check_file(file: str | Path) -> FileShape:
+    """The structural pass over a table file; MoescaleError naming ``file:line`` for what is wrong.
+
+    See the module docstring for what is refused. Returns the header's columns and the
+    number of data records, against which the table DuckDB reads is checked.
+    """
+    file = Path(file)
+    fmt = table_format(file)  # format error before existence: both are the caller's fault
+    if not file.is_file():
+        raise MoescaleError(f"{file}: file not found")
+    if fmt in (".csv", ".csv.gz"):
+        return _check_csv(file, fmt)
+    if fmt == ".parquet":
+        if file.stat().st_size == 0:
+            raise MoescaleError(f"{file}: empty file")
+        return FileShape(None, None)
+    return _check_json(file, fmt)
+
+
+def verify_read(file, shape: FileShape, columns, rows: int) -> None:
+    """Raise MoescaleError unless DuckDB read exactly the columns and rows the structural pass found."""
+    columns = [str(c) for c in columns]
+    if shape.columns is None:
+        _check_header(file, columns)
+        return
+    if list(shape.columns) != columns:
+        raise MoescaleError(
+            f"{file}: DuckDB read columns {', '.join(columns)} but the header has {', '.join(shape.columns)}"
+        )
+    if shape.rows != rows:
+        raise MoescaleError(f"{file}: DuckDB read {rows} rows but the file holds {shape.rows} records")
 
 
 def read_file(file: str | Path) -> pd.DataFrame:
-    """Read one file (.csv, .csv.gz, .parquet, .json, .jsonl) into a DataFrame with DuckDB."""
+    """Read one file (.csv, .csv.gz, .parquet, .json, .jsonl) strictly into a DataFrame with DuckDB.
+
+    The structural pass (:func:`check_file`) runs first; MoescaleError naming the file
+    (and line, where there is one) for anything the module docstring lists as refused.
+    """
     file = Path(file)
-    sql = reader_sql(file)  # format error before existence: both are the caller's fault
-    if not file.is_file():
-        raise MoescaleError(f"{file}: file not found")
+    shape = check_file(file)
     con = duckdb.connect()
     try:
-        return con.sql(f"SELECT * FROM {sql}").df()
+        df = con.sql(f"SELECT * FROM {reader_sql(file)}").df()
     except duckdb.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MoescaleError(f"{file}: cannot read as {table_format(file)}: {first}") from None
+        raise MoescaleError(f"{file}: cannot read as {table_format(file)}: {_one_line(exc)}") from None
     finally:
         con.close()
+    verify_read(file, shape, df.columns, len(df))
+    return df
 
 
 def read_table(source, store=None) -> pd.DataFrame:
@@ -71,32 +253,23 @@ def read_table(source, store=None) -> pd.DataFrame:
 
     ``source`` is a DataFrame (copied), a file path with a known suffix (see
     :data:`READERS`), a registered dataset name (``scaling.datasets.names()``) or, when
-    ``store`` is given (a ``Store`` or a store path), a table or view in that store.
+    ``store`` is given (an open ``scaling.Store``), a table or view in that store.
     Anything else raises MoescaleError saying what was tried.
     """
     if isinstance(source, pd.DataFrame):
         return source.copy()
     if not isinstance(source, (str, Path)):
         raise MoescaleError(f"cannot read a table from {type(source).__name__}: pass a path, dataset name or DataFrame")
+    if store is not None and not (hasattr(store, "tables") and hasattr(store, "table")):
+        raise MoescaleError(f"store= takes an open scaling.Store, got {type(store).__name__}: use Store({str(store)!r})")
     text = str(source)
     lowered = text.lower()
     if isinstance(source, Path) or any(lowered.endswith(s) for s in READERS) or Path(text).exists():
         return read_file(source)
-
-    from scaling import datasets
-
     if text in datasets.REGISTRY:
-        return datasets.load(text)
-    if store is not None:
-        from scaling.store import Store
-
-        if isinstance(store, Store):
-            if text in store.tables():
-                return store.table(text)
-        else:
-            with Store(store) as opened:
-                if text in opened.tables():
-                    return opened.table(text)
+        return read_file(datasets.path(text))
+    if store is not None and text in store.tables():
+        return store.table(text)
     if Path(text).suffix or "/" in text:
         return read_file(source)  # raises naming the unknown suffix or the missing file
     tried = "a file with a known suffix, a dataset name (" + ", ".join(datasets.names()) + ")"

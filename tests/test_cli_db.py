@@ -105,3 +105,89 @@ def test_datasets_list_and_path():
     assert names == ["chinchilla_epoch", "clark_routing", "gadre_overtraining", "optimal_sparsity_models"]
     code, out, _ = moescale("datasets", "path", "clark_routing")
     assert (code, out.strip()) == (0, str(file))
+
+
+# ----------------------------------------------------------------------------- issue 8, points 2 and 3 through the CLI
+
+
+def _main(args, capsys):
+    from scaling.cli import main
+
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    return (code, *capsys.readouterr())
+
+
+@pytest.fixture
+def store_with_run(tmp_path):
+    with RunWriter(tmp_path / "r0", "r0", {"n_experts": 4, "top_k": 1, "n_total": 10}) as w:
+        w.log(1, 100, val_loss=3.0)
+    from scaling.ingest import ingest
+
+    ingest(tmp_path / "s.duckdb", [tmp_path / "r0"], progress=False)
+    return tmp_path / "s.duckdb"
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("DELETE FROM runs", "DELETE statement refused"),
+        ("DROP VIEW final", "DROP statement refused"),
+        ("UPDATE meta SET value='99'", "UPDATE statement refused"),
+        ("SELECT 1; DELETE FROM metrics", "2 statements"),
+        ("COPY runs TO '{tmp}/out.csv'", "COPY statement refused"),
+        ("ATTACH '{tmp}/o.duckdb' AS o", "ATTACH statement refused"),
+    ],
+)
+def test_db_sql_is_read_only_unless_write(store_with_run, capsys, query, message):
+    tmp = store_with_run.parent
+    before = rows_of(store_with_run)
+    code, out, err = _main(["db", "sql", query.format(tmp=tmp), "--store", store_with_run], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert rows_of(store_with_run) == before and out == ""
+    assert not (tmp / "out.csv").exists() and not (tmp / "o.duckdb").exists()
+
+
+def test_db_sql_write_and_rebuild(store_with_run, capsys):
+    code, out, _ = _main(["db", "sql", "--write", "DROP VIEW final", "--store", store_with_run], capsys)
+    assert code == 0
+    code, _, err = _main(["db", "sql", "SELECT * FROM final", "--store", store_with_run], capsys)
+    assert code == 2 and "rebuild it with `moescale db rebuild`" in err
+    code, out, _ = _main(["db", "rebuild", "--store", store_with_run], capsys)
+    assert (code, out.strip()) == (0, "rebuilt final (missing before: final)")
+    code, out, _ = _main(["db", "sql", "SELECT run_id, sparsity FROM final", "--csv", "--store", store_with_run], capsys)
+    assert out.splitlines() == ["run_id,sparsity", "r0,4.0"]
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.parquet", "notes.txt"])
+def test_store_that_is_not_a_store_is_refused(tmp_path, capsys, name):
+    target = tmp_path / name
+    if name.endswith(".parquet"):
+        pd.DataFrame({"a": [1]}).to_parquet(target)
+    else:
+        target.write_text("a,b\n1,2\n")
+    data = target.read_bytes()
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    for args in (["db", "tables"], ["db", "import", tmp_path / "in.csv", "--name", "x"], ["db", "sql", "SELECT 1"]):
+        code, _, err = _main([*args, "--store", target], capsys)
+        assert code == 2 and err.count("\n") == 1 and ("not a DuckDB store" in err or "is a table file name" in err), err
+    assert target.read_bytes() == data
+
+
+def test_import_of_a_lossy_csv_is_refused_through_the_cli(store_with_run, capsys):
+    bad = store_with_run.parent / "lost.csv"
+    bad.write_text("a,b\n1,2\n3\n4,5,6\n")
+    before = rows_of(store_with_run)
+    code, _, err = _main(["db", "import", bad, "--name", "lost", "--store", store_with_run], capsys)
+    assert code == 2 and f"{bad}:3: 1 fields, but the header on line 1 has 2" in err and err.count("\n") == 1
+    assert rows_of(store_with_run) == before
+
+
+def test_reading_commands_never_create_a_store(tmp_path, capsys):
+    missing = tmp_path / "nope.duckdb"
+    for args in (["db", "tables"], ["db", "sql", "SELECT 1"], ["db", "export", "runs", "--out", tmp_path / "x.csv"]):
+        code, _, err = _main([*args, "--store", missing], capsys)
+        assert code == 2 and "no store there" in err
+    assert list(tmp_path.iterdir()) == []

@@ -77,3 +77,84 @@ def test_fit_a_store_table_and_save_the_fit(csv, tmp_path):
     with Store(path) as store:
         fits = store.table("fits")
     assert len(fits) == 1 and fits.iloc[0]["law"] == "power" and fits.iloc[0]["n_points"] == 30
+
+
+# ----------------------------------------------------------------------------- issue 8, point 6: validated before any work
+
+
+def _main(args, capsys, cwd=None, monkeypatch=None):
+    from scaling.cli import main
+
+    if cwd is not None:
+        monkeypatch.chdir(cwd)
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+POWER = ["--law", "power", "--map", "x=flops", "--loss", "mse", "--start", "A=10,100", "--start", "alpha=0.05,0.2",
+         "--start", "E=1,2"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--bootstrap", "-1"], "--bootstrap: -1 must be >= 0"),
+        (["--bootstrap", "10000000000"], "bootstrap must be 0 (none) or 2"),
+        (["--bootstrap", "1"], "bootstrap must be 0 (none) or 2"),
+        (["--bound", "alpha=1:0"], "bound of alpha: lower 1.0 must be below upper 0.0"),
+        (["--seed", "-1"], "--seed: -1 must be >= 0"),
+        (["--fix", "E=1", "--fix", "A=1", "--fix", "alpha=0.1"], "every parameter of law 'power' is fixed"),
+        (["--fix", "E=nan"], "--fix E: 'nan' is not a number"),
+        (["--where", "flops > 0; DELETE FROM runs"], "is not one SQL expression"),
+        (["--json", "/missing/x.json"], "--json /missing/x.json: folder /missing does not exist"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line_and_no_fit_saved(csv, tmp_path, capsys, extra, message):
+    from scaling.store import Store
+
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        store.import_table(str(csv), "sweep")
+    code, out, err = _main(["fit", "sweep", "--store", path, *POWER, *extra], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    with Store(path) as store:
+        assert store.table("fits").empty
+
+
+def test_json_is_written_before_the_fit_is_saved(csv, tmp_path, capsys):
+    from scaling.store import Store
+
+    path = tmp_path / "s.duckdb"
+    with Store(path) as store:
+        store.import_table(str(csv), "sweep")
+    code, out, _ = _main(["fit", "sweep", "--store", path, *POWER, "--json", tmp_path / "fit.json"], capsys)
+    assert code == 0 and json.loads((tmp_path / "fit.json").read_text())["n_points"] == 30
+    with Store(path) as store:
+        assert len(store.table("fits")) == 1
+
+
+def test_a_misspelled_data_name_creates_no_store(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MOESCALE_STORE", raising=False)
+    code, _, err = _main(["fit", "chinchila_epoch", "--law", "power", "--map", "x=a"], capsys, cwd=tmp_path, monkeypatch=monkeypatch)
+    assert code == 2 and "'chinchila_epoch' is neither a file, a dataset" in err and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["plan", "grid", "--d-model", "64", "--n-layers", "2", "--total-params", "abc"], "argument --total-params: count 'abc'"),
+        (["plan", "grid", "--d-model", "64", "--n-layers", "2", "--tokens", "-5"], "argument --tokens"),
+        (["plan", "grid", "--d-model", "64", "--n-layers", "2", "--tokens", "1e6", "--out", "{tmp}/missing/s.yaml"],
+         "folder {tmp}/missing does not exist"),
+        (["plan", "count", "--d-model", "0", "--n-layers", "1", "--n-heads", "1", "--d-ff", "1"], "argument --d-model: 0 must be >= 1"),
+    ],
+)
+def test_plan_arguments_are_one_line_errors(tmp_path, capsys, args, message):
+    code, out, err = _main([a.format(tmp=tmp_path) for a in args], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message.format(tmp=tmp_path) in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -9,6 +9,7 @@ from conftest import dataset_path
 
 from scaling import datasets
 from scaling.errors import MoescaleError
+from scaling.tables import read_table
 
 
 def test_registry_lists_the_four_datasets():
@@ -27,14 +28,14 @@ def test_checksums_match_the_shared_sha256sums():
 
 def test_chinchilla_shape():
     dataset_path("chinchilla_epoch.csv")
-    df = datasets.load("chinchilla_epoch")
+    df = read_table("chinchilla_epoch")
     assert df.shape == (245, 7)
     assert list(df.columns) == ["x", "y", "color", "Model Size", "Training FLOP", "hex_color", "loss"]
 
 
 def test_clark_shape():
     dataset_path("clark_routing_curves.csv.gz")
-    df = datasets.load("clark_routing")
+    df = read_table("clark_routing")
     assert df.shape == (5799, 22)
     assert df["hyper_id"].nunique() == 223
 
@@ -64,7 +65,7 @@ def test_download_goes_to_cache_verified_then_cache_is_used(offline, tmp_path):
     got = datasets.path("chinchilla_epoch")
     assert got == tmp_path / "cache" / "chinchilla_epoch.csv"
     assert offline == [datasets.REGISTRY["chinchilla_epoch"].url]
-    assert datasets.load("chinchilla_epoch").shape == (245, 7)
+    assert read_table("chinchilla_epoch").shape == (245, 7)
     assert len(offline) == 1  # second lookup hit the cache
     assert sorted(os.listdir(tmp_path / "cache")) == ["chinchilla_epoch.csv"]
 
@@ -102,7 +103,7 @@ def test_real_fetch_through_file_url(tmp_path, monkeypatch):
     monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path / "cache"))
     entry = replace(datasets.REGISTRY["clark_routing"], url=source.resolve().as_uri())
     monkeypatch.setitem(datasets.REGISTRY, "clark_routing", entry)
-    assert datasets.load("clark_routing").shape == (5799, 22)
+    assert read_table("clark_routing").shape == (5799, 22)
 
 
 def test_corrupt_copy_in_moescale_data_is_refused(tmp_path, monkeypatch):

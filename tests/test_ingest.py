@@ -47,12 +47,12 @@ def store_rows(store):
 def test_ingest_is_idempotent(tmp_path):
     dirs = [write_run(tmp_path, f"r{i}") for i in range(3)]
     with Store(tmp_path / "s.duckdb") as s:
-        summary = s.ingest(dirs)
+        summary = ingest(s, dirs)
         assert (sorted(summary.added), summary.replaced, summary.unchanged) == (["r0", "r1", "r2"], [], [])
         # metrics as the careful per-file reader sees them (independent path)
         assert store_rows(s) == sorted(r for d in dirs for r in long_rows(d))
         before = snapshot(s)
-        again = s.ingest(dirs)
+        again = ingest(s, dirs)
         assert (again.added, again.replaced, sorted(again.unchanged)) == ([], [], ["r0", "r1", "r2"])
         assert snapshot(s) == before
 
@@ -61,21 +61,21 @@ def test_folder_of_run_dirs(tmp_path):
     for i in range(2):
         write_run(tmp_path / "runs", f"r{i}")
     with Store(":memory:") as s:
-        assert sorted(s.ingest([tmp_path / "runs"]).added) == ["r0", "r1"]
+        assert sorted(ingest(s, [tmp_path / "runs"]).added) == ["r0", "r1"]
         with pytest.raises(MoescaleError, match="not a run directory"):
-            s.ingest([tmp_path])
+            ingest(s, [tmp_path])
 
 
 def test_updated_run_replaces_its_rows(tmp_path):
     d = write_run(tmp_path, "r0", n_steps=2, status="running")
     with Store(":memory:") as s:
-        s.ingest([d])
+        ingest(s, [d])
         assert s.sql("SELECT count(*) AS n FROM final").n[0] == 0
         with open(d / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"step": 3, "tokens": 300, "train_loss": 1.0}) + "\n")
         run = json.loads((d / "run.json").read_text())
         (d / "run.json").write_text(json.dumps({**run, "status": "finished"}))
-        summary = s.ingest([d])
+        summary = ingest(s, [d])
         assert summary.replaced == ["r0"]
         assert s.sql("SELECT count(*) AS n FROM metrics").n[0] == 2 * 2 + 1 + 1
         assert s.sql("SELECT tokens FROM final").tokens.tolist() == [300]
@@ -84,12 +84,12 @@ def test_updated_run_replaces_its_rows(tmp_path):
 
 def test_reused_run_id_with_other_config_is_refused(tmp_path):
     with Store(tmp_path / "s.duckdb") as s:
-        s.ingest([write_run(tmp_path / "a", "r0")])
+        ingest(s, [write_run(tmp_path / "a", "r0")])
         before = snapshot(s)
         other = write_run(tmp_path / "b", "r0", config={"d_model": 128, "n_experts": 8, "top_k": 4})
         fresh = write_run(tmp_path / "b", "r9")
         with pytest.raises(MoescaleError, match=r"b/r0: run_id 'r0' is already in the store with a different config \(keys differ: d_model, flops_per_token, n_total, top_k\)"):
-            s.ingest([fresh, other])
+            ingest(s, [fresh, other])
         assert snapshot(s) == before
 
 
@@ -103,7 +103,7 @@ def test_truncated_last_line_warns_and_keeps_the_rest(tmp_path):
         fh.write('{"step": 4, "tokens": 4')
     with Store(":memory:") as s:
         with pytest.warns(UserWarning, match=r"r0/metrics\.jsonl:4: ignored a truncated last line"):
-            summary = s.ingest([d, write_run(tmp_path, "r1")])
+            summary = ingest(s, [d, write_run(tmp_path, "r1")])
         assert len(summary.warnings) == 1
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -130,7 +130,7 @@ def test_bad_lines_name_file_line_column_and_leave_store_unchanged(tmp_path, lin
     with Store(tmp_path / "s.duckdb") as s:
         before = snapshot(s)
         with pytest.raises(MoescaleError, match=message):
-            s.ingest([good, bad])
+            ingest(s, [good, bad])
         assert snapshot(s) == before
 
 
@@ -139,7 +139,7 @@ def test_late_keys_and_nonfinite_values_survive_the_bulk_reader(tmp_path):
     with open(d / "metrics.jsonl", "a") as fh:  # what Python's json writes for a diverged step
         fh.write('{"step": 401, "tokens": 40100, "train_loss": NaN, "lr": Infinity, "val_loss": null}\n')
     with Store(":memory:") as s:
-        s.ingest([d, write_run(tmp_path, "r1")])
+        ingest(s, [d, write_run(tmp_path, "r1")])
         rows = store_rows(s)
         assert ("r0", 400, 40000, "late_metric", 7.0) in rows
         tail = {r[3]: r[4] for r in rows if r[0] == "r0" and r[1] == 401}
@@ -151,7 +151,7 @@ def test_duplicate_run_id_in_one_call(tmp_path):
     a = write_run(tmp_path / "a", "r0")
     b = write_run(tmp_path / "b", "r0", n_steps=3)
     with Store(":memory:") as s, pytest.raises(MoescaleError, match="also comes from"):
-        s.ingest([a, b])
+        ingest(s, [a, b])
 
 
 @pytest.mark.slow
@@ -159,8 +159,8 @@ def test_concurrent_ingests(tmp_path):
     """4 processes ingest the same 50 run directories at once, each in its own order."""
     dirs = [str(write_run(tmp_path / "runs", f"r{i:02d}", n_steps=20)) for i in range(50)]
     path = str(tmp_path / "s.duckdb")
-    code = ("import sys, json; from scaling.store import Store; "
-            "print(json.dumps(Store(sys.argv[1]).ingest(sys.argv[2:], progress=False).added))")  # fmt: skip
+    code = ("import sys, json; from scaling.ingest import ingest; "
+            "print(json.dumps(ingest(sys.argv[1], sys.argv[2:], progress=False).added))")  # fmt: skip
     procs = []
     for seed in range(4):
         order = dirs[:]
@@ -204,17 +204,17 @@ def test_property_ingest_matches_reader_or_fails_cleanly(tmp_path_factory, rows,
     (d / "metrics.jsonl").write_text(text)
     with Store(":memory:") as s, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        s.ingest([write_run(root, "other")])
+        ingest(s, [write_run(root, "other")])
         before = store_rows(s)
         try:
             expected = long_rows(d)
         except MoescaleError as exc:
             with pytest.raises(MoescaleError) as err:
-                s.ingest([d])
+                ingest(s, [d])
             assert str(err.value) == str(exc)
             assert store_rows(s) == before
             return
-        s.ingest([d])
+        ingest(s, [d])
         got = [r for r in store_rows(s) if r[0] == "r0"]
         assert len(got) == len(expected)
         for a, b in zip(got, expected):
@@ -224,3 +224,82 @@ def test_property_ingest_matches_reader_or_fails_cleanly(tmp_path_factory, rows,
 def test_ingest_accepts_a_store_path(tmp_path):
     summary = ingest(tmp_path / "s.duckdb", [write_run(tmp_path, "r0")], progress=False)
     assert summary.added == ["r0"] and str(summary).startswith("added 1, replaced 0, unchanged 0 runs")
+
+
+# ----------------------------------------------------------------------------- impossible run data (issue 8, point 4)
+
+
+def _patch_run_json(d, **changes):
+    run = json.loads((d / "run.json").read_text())
+    run.update(changes)
+    (d / "run.json").write_text(json.dumps(run))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(n_total=-5), r"run\.json: column 'n_total': value -5 must be >= 0"),
+        (dict(tokens_planned=-1), r"run\.json: column 'tokens_planned': value -1 must be >= 0"),
+        (dict(n_experts=0), r"run\.json: column 'n_experts': value 0 must be >= 1"),
+        (dict(n_experts=4, top_k=8), r"run\.json: key 'top_k': 8 exceeds n_experts = 4"),
+        (dict(n_active=2000), r"run\.json: key 'n_active': 2000 exceeds n_total = 1000"),
+        (dict(flops_per_token=math.inf), r"run\.json: key 'flops_per_token': inf is not a finite number"),
+        (dict(flops_per_token=math.nan), r"run\.json: key 'flops_per_token': nan is not a finite number"),
+        (dict(n_total=2**63), r"run\.json: column 'n_total': value 9223372036854775808 is beyond the 64-bit"),
+        (dict(run_id="../escape"), r"run\.json: key 'run_id': run_id must be .*letters, digits"),
+        (dict(run_id="a b"), r"run\.json: key 'run_id': run_id must be"),
+    ],
+)
+def test_impossible_run_json_is_refused_naming_file_and_key(tmp_path, change, message):
+    d = write_run(tmp_path, "r0")
+    _patch_run_json(d, **change)
+    with Store(tmp_path / "s.duckdb") as s:
+        before = snapshot(s)
+        with pytest.raises(MoescaleError, match=message) as exc:
+            ingest(s, [d])
+        assert "\n" not in str(exc.value)
+        assert snapshot(s) == before
+
+
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"step": 1, "tokens": 10, "loss": 2.0}', '{"step": 1, "tokens": 10, "loss": 1.9}'],
+         r"metrics\.jsonl:2: column 'loss': duplicated \(step, metric\) \(1, 'loss'\), first on line 1"),
+        (['{"step": 1, "tokens": 10, "loss": 2.0}', '{"step": 2, "tokens": 20, "lr": 0.1}', '{"step": 1, "tokens": 10, "loss": 1.9}'],
+         r"metrics\.jsonl:3: column 'loss': duplicated \(step, metric\)"),
+        (['{"step": 1, "tokens": -10, "loss": 2.0}'], r"metrics\.jsonl:1: column 'tokens': value -10 must be >= 0"),
+        (['{"step": -1, "tokens": 10, "loss": 2.0}'], r"metrics\.jsonl:1: column 'step': value -1 must be >= 0"),
+        (['{"step": 1, "tokens": 99999999999999999999, "loss": 2.0}'], r"metrics\.jsonl:1: column 'tokens': value 99999999999999999999 is beyond"),
+        (['{"step": 1, "tokens": 10, "loss": 2.0}', '{"step": 2, "tokens": 1e30, "loss": 2.0}'], r"metrics\.jsonl:2: column 'tokens'"),
+    ],
+)
+def test_impossible_metrics_are_refused_naming_file_and_line(tmp_path, lines, message):
+    d = write_run(tmp_path, "r0")
+    (d / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    other = write_run(tmp_path, "r1")  # a clean run in the same ingest: nothing of it is written either
+    with Store(tmp_path / "s.duckdb") as s:
+        before = snapshot(s)
+        with pytest.raises(MoescaleError, match=message) as exc:
+            ingest(s, [other, d])
+        assert "\n" not in str(exc.value)
+        assert snapshot(s) == before
+
+
+def test_duplicated_eval_is_refused(tmp_path):
+    d = write_run(tmp_path, "r0")
+    with open(d / "evals.jsonl", "a") as fh:
+        fh.write(json.dumps({"step": 5, "tokens": 500, "task": "arith", "task_kind": "reasoning",
+                             "metric": "accuracy", "value": 0.7}) + "\n")
+    with Store(":memory:") as s, pytest.raises(MoescaleError, match=r"evals\.jsonl:2: duplicated \(step, task, metric\)"):
+        ingest(s, [d])
+
+
+def test_ingest_through_the_cli_with_int64_overflow_is_one_line(tmp_path, capsys):
+    from scaling.cli import main
+
+    d = write_run(tmp_path, "r0")
+    _patch_run_json(d, seed=2**64)
+    assert main(["ingest", str(d), "--store", str(tmp_path / "s.duckdb")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "beyond the 64-bit integer range" in err

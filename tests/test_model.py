@@ -184,12 +184,22 @@ def test_too_long_sequence_is_an_error():
         model(torch.zeros(1, 17, dtype=torch.int64))
 
 
-def test_estimate_mfu_uses_the_accounting():
-    arch = CONFIGS["moe"]
-    model = Transformer(ModelConfig(arch))
-    assert model.estimate_mfu(tokens_per_iter=1000, dt=0.5, peak_flops=1e12) == pytest.approx(
-        arch.flops_per_token * 1000 / 0.5 / 1e12
-    )
+@pytest.mark.parametrize("name", ["dense", "moe_gqa_tied"])
+def test_estimate_mfu_uses_the_accounting(name):
+    """MFU = the FLOPs one training step performs / dt / peak, with the FLOPs measured: torch's
+    FlopCounterMode over a forward + backward of B*S tokens (plus the attention scores, which
+    CPU attention does not report), not the formula the model's method uses."""
+    arch = CONFIGS[name]
+    model = seeded_model(ModelConfig(arch), seed=0)
+    B, S = 3, arch.seq_len
+    idx = torch.randint(0, V, (B, S), generator=torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as counter:
+        _, loss, _ = model(idx, idx.roll(1, dims=1))
+        loss.backward()
+    measured = counter.get_total_flops() + 3 * 2 * 2 * arch.n_layers * S * arch.d_model * B * S
+    dt, peak = 0.25, 2.0e9
+    assert model.estimate_mfu(tokens_per_iter=B * S, dt=dt, peak_flops=peak) == pytest.approx(measured / dt / peak, rel=1e-12)
+    assert model.estimate_mfu(tokens_per_iter=2 * B * S, dt=2 * dt, peak_flops=peak) == pytest.approx(measured / dt / peak, rel=1e-12)
 
 
 def test_a_few_adamw_steps_fit_a_fixed_batch():

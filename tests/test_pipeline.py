@@ -38,7 +38,9 @@ def store(tmp_path_factory):
                            metric="accuracy", value=0.1 * tpp ** 0.5, n_examples=100)  # fmt: skip
             dirs.append(root / run_id)
     s = Store(root / "moescale.duckdb")
-    s.ingest(dirs, progress=False)
+    from scaling.ingest import ingest
+
+    ingest(s, dirs, progress=False)
     return s, archs
 
 

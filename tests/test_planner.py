@@ -36,13 +36,61 @@ def test_optimal_sparsity_preset_contains_the_published_models():
     assert set(zip(df.d_model, df.n_experts, df.top_k)) <= planned
 
 
+ISOFLOP_ARCHS = {(1, 1), (4, 1), (8, 1), (16, 1), (4, 2), (16, 2)}
+
+
+@pytest.mark.parametrize("name", ["cpu-tiny", "gpu-small"])
+def test_isoflop_presets_span_sparsity_at_each_budget(name):
+    preset = PRESETS[name]
+    sweep = plan(name)
+    assert len(preset.compute) == 3 and len(sweep.runs) == 18 and sweep.constraints.compute == preset.compute
+    per_budget = {}
+    for r in sweep.runs:
+        a = r.architecture
+        # isoFLOP: every run spends its budget C = flops_per_token * D, within half a token
+        assert abs(a.training_flops(r.tokens) - r.compute) <= a.flops_per_token / 2
+        assert a.d_ff == 2 * a.d_model and a.n_heads == a.d_model // (32 if name == "cpu-tiny" else 64)
+        per_budget.setdefault(r.compute, set()).add((a.n_experts, a.top_k))
+    assert set(per_budget) == set(preset.compute)
+    assert all(archs == ISOFLOP_ARCHS for archs in per_budget.values())
+    sparsities = sorted({r.architecture.sparsity for r in sweep.runs})
+    assert sparsities == [1, 2, 4, 8, 16]
+    assert f"{len(sweep.runs)} runs" in preset.description and "6 x 3" in preset.description
+    assert sweep.train == preset.train and sweep.train is not preset.train
+
+
 def test_cpu_tiny_preset_is_small():
     sweep = plan("cpu-tiny")
-    assert len(sweep.runs) == 10
-    assert {(r.architecture.n_experts, r.architecture.top_k) for r in sweep.runs} == {(1, 1), (4, 1), (4, 2), (8, 1), (8, 2)}
     for r in sweep.runs:
-        assert r.architecture.n_total < 2_000_000 and r.tokens <= 2_000_000
-        assert r.architecture.training_flops(r.tokens) < 1e13  # minutes on 2 CPU cores
+        a = r.architecture
+        # the synthetic corpus's vocabulary (<= 512 tokens) and the model's fixed shape
+        assert (a.n_layers, a.d_model, a.vocab_size, a.seq_len, a.d_model // a.n_heads) == (2, 64, 512, 128, 32)
+        assert a.n_total < 1_000_000 and r.tokens <= 1_000_000
+    total = sum(r.architecture.training_flops(r.tokens) for r in sweep.runs)
+    assert total == pytest.approx(6 * sum(PRESETS["cpu-tiny"].compute), rel=1e-6)  # minutes on 2 CPU cores
+
+
+def test_preset_budgets_give_way_to_explicit_ones():
+    assert {r.compute for r in plan("cpu-tiny", Constraints(compute=(1e12,))).runs} == {1e12}
+    runs = plan("cpu-tiny", Constraints(tokens=1000)).runs
+    assert len(runs) == 6 and {r.tokens for r in runs} == {1000} and {r.compute for r in runs} == {None}
+
+
+def test_sweep_train_block_round_trips_and_is_checked(tmp_path):
+    sweep = plan("cpu-tiny")
+    sweep.train = {"lr": 0.003, "data": {"kind": "synthetic", "n_people": 100}}
+    again = Sweep.from_yaml(sweep.to_yaml(tmp_path / "s.yaml"))
+    assert again.train == sweep.train and [r.run_id for r in again.runs] == [r.run_id for r in sweep.runs]
+    text = (tmp_path / "s.yaml").read_text()
+    assert text.index("train:") < text.index("runs:")  # the settings come before the long list of runs
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: s\ntrain: [1, 2]\nruns: []\n")
+    with pytest.raises(MoescaleError, match="'train' must be a mapping"):
+        Sweep.from_yaml(bad)
+    bad.write_text("name: s\nruns: [3]\n")
+    with pytest.raises(MoescaleError, match="'runs' must be a list of runs"):
+        Sweep.from_yaml(bad)
+    assert "train" not in Sweep(name="s", runs=[]).to_dict()
 
 
 SPACE = GridSpace(
@@ -190,9 +238,9 @@ def test_cli_grid_writes_a_sweep(tmp_path):
     out = tmp_path / "sweep.yaml"
     res = _cli("grid", "--preset", "cpu-tiny", "--compute", "1e12", "3e12", "--out", str(out))
     assert res.returncode == 0, res.stderr
-    assert "20 runs" in res.stdout
+    assert "12 runs" in res.stdout
     sweep = Sweep.from_yaml(out)
-    assert len(sweep.runs) == 20 and sweep.preset == "cpu-tiny" and sweep.constraints.compute == (1e12, 3e12)
+    assert len(sweep.runs) == 12 and sweep.preset == "cpu-tiny" and sweep.constraints.compute == (1e12, 3e12)
 
 
 def test_cli_errors_are_one_line_exit_2():
@@ -207,4 +255,4 @@ def test_cli_errors_are_one_line_exit_2():
 
 
 def test_presets_are_registered():
-    assert set(PRESETS) == {"optimal-sparsity", "cpu-tiny"}
+    assert set(PRESETS) == {"optimal-sparsity", "cpu-tiny", "gpu-small"}

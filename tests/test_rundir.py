@@ -171,3 +171,81 @@ def test_property_malformed_middle_line_is_an_error(tmp_path_factory, n, bad, ju
     d = _metrics_file(d, lines)
     with pytest.raises(MoescaleError, match=rf"metrics\.jsonl:{where + 1}: "):
         read_run_dir(d)
+
+
+# ---- writer: architecture columns, safe run ids, reopen for resume ----------------------
+
+
+def test_writer_derives_typed_columns_from_the_architecture(tmp_path):
+    from scaling.architecture import Architecture
+
+    arch = Architecture(d_model=64, n_layers=2, n_heads=2, d_ff=128, n_experts=8, top_k=2, vocab_size=512, seq_len=128)
+    RunWriter(tmp_path / "r", "r1", {"lr": 1e-3}, architecture=arch, tokens_planned=5000, seed=3).finish()
+    run = read_run_json(tmp_path / "r")
+    expected = {"d_model": 64, "n_layers": 2, "n_heads": 2, "d_ff": 128, "n_experts": 8, "top_k": 2, "vocab_size": 512,
+                "seq_len": 128, "n_total": arch.n_total, "n_active": arch.n_active, "n_total_nonembed": arch.n_total_nonembed,
+                "n_active_nonembed": arch.n_active_nonembed, "flops_per_token": float(arch.flops_per_token),
+                "tokens_planned": 5000, "seed": 3}  # fmt: skip
+    assert {k: run[k] for k in expected} == expected
+    # a config holding an "architecture" mapping (TrainConfig.to_dict()) gives the same columns
+    RunWriter(tmp_path / "s", "s1", {"architecture": arch.to_dict()}).finish()
+    assert read_run_json(tmp_path / "s")["n_total"] == arch.n_total == 2 * 512 * 64 + 2 * (4 * 64 * 64 + 64 * 8 + 8 * 3 * 64 * 128 + 2 * 64) + 64
+
+
+@pytest.mark.parametrize("bad", ["", "a/b", "..", ".", "r 1", "r1\n", "ü", "../x", None, 7])
+def test_writer_refuses_path_unsafe_run_ids(tmp_path, bad):
+    with pytest.raises(MoescaleError, match="run_id must be"):
+        RunWriter(tmp_path / "r", bad, {})
+    assert not (tmp_path / "r").exists()
+
+
+def test_reopen_drops_lines_after_the_step_and_a_truncated_tail(tmp_path):
+    d = tmp_path / "r"
+    w = RunWriter(d, "r-1.a_b", CONFIG)
+    for step in (1, 2, 3, 4):
+        w.log(step, step * 10, train_loss=1.0 / step)
+        w.log_eval(step, step * 10, "facts", "accuracy", step / 10, task_kind="memorization")
+    w.close()
+    with open(d / "metrics.jsonl", "a") as fh:
+        fh.write('{"step": 5, "tokens": 5')  # killed mid-line
+    w = RunWriter.reopen(d, through_step=2)
+    assert read_run_json(d)["status"] == "running"
+    w.log(3, 30, train_loss=0.25)
+    w.finish()
+    rec = read_run_dir(d)
+    assert rec.run["status"] == "finished" and not rec.warnings
+    assert list(zip(rec.metrics.step, rec.metrics.value)) == [(1, 1.0), (2, 0.5), (3, 0.25)]
+    assert rec.evals.step.tolist() == [1, 2]
+    w = RunWriter.reopen(d, through_step=0)
+    w.finish("failed", error="RuntimeError: boom")
+    rec = read_run_dir(d)
+    assert rec.metrics.empty and rec.evals.empty and rec.run["error"] == "RuntimeError: boom"
+
+
+def test_context_manager_records_the_first_line_of_a_crash(tmp_path):
+    with pytest.raises(ValueError):
+        with RunWriter(tmp_path / "r", "r1", CONFIG):
+            raise ValueError("first line\nsecond line")
+    run = read_run_json(tmp_path / "r")
+    assert run["status"] == "failed" and run["error"] == "first line"
+
+
+def test_readme_run_writer_example_gives_a_complete_final_row(tmp_path, monkeypatch):
+    """The README's RunWriter example, run exactly as written: its final row has n_total and tpp."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "RunWriter(" in b]
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    from scaling.store import Store
+
+    with Store("moescale.duckdb") as store:
+        row = store.sql("SELECT * FROM final").iloc[0]
+    arch = namespace["arch"]
+    assert row["n_total"] == arch.n_total and row["tpp"] == pytest.approx(12_800 / arch.n_total)
+    assert row["val_loss"] == 5.3 and row["arith_accuracy"] == 0.12 and row["sparsity"] == 4
+    assert row["flops_per_token"] == arch.flops_per_token and row["tokens_planned"] == 12_800

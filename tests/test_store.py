@@ -9,6 +9,7 @@ from filelock import FileLock
 
 from scaling import store as store_module
 from scaling.errors import MoescaleError
+from scaling.ingest import ingest
 from scaling.rundir import RunWriter
 from scaling.store import SCHEMA_VERSION, Store, eval_column_names, final_view_sql
 
@@ -54,7 +55,7 @@ def test_migrates_a_version_0_store(tmp_path):
 
 def test_newer_store_is_refused_with_the_reason(tmp_path):
     path = tmp_path / "new.duckdb"
-    Store(path).sql("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    Store(path).sql("UPDATE meta SET value = '99' WHERE key = 'schema_version'", write=True)
     with pytest.raises(MoescaleError, match=r"store schema version 99 is newer than this moe-scaling supports \(version 1\); upgrade"):
         Store(path)
 
@@ -76,11 +77,113 @@ def test_sql_and_errors():
     with Store(":memory:") as s:
         assert s.sql("SELECT 1 AS one").one.tolist() == [1]
         assert s.sql("SELECT ? + 1 AS x", [41]).x[0] == 42
-        assert s.sql("CREATE TABLE t (a INT)").empty
         with pytest.raises(MoescaleError, match="SQL error: Parser Error"):
             s.sql("SELEC 1")
         with pytest.raises(MoescaleError, match="no table or view 'nope'"):
             s.table("nope")
+        with pytest.raises(MoescaleError, match="CREATE statement refused: queries are read-only"):
+            s.sql("CREATE TABLE t (a INT)")
+        assert "t" not in s.tables()
+        assert s.sql("CREATE TABLE t (a INT); INSERT INTO t VALUES (7)", write=True).Count.tolist() == [1]
+        assert s.sql("SELECT a FROM t").a.tolist() == [7]
+
+
+def _store_with_a_run(tmp_path):
+    path = tmp_path / "s.duckdb"
+    with RunWriter(tmp_path / "r", "r", {"n_experts": 4, "top_k": 1, "n_total": 10}) as w:
+        w.log(1, 100, val_loss=3.0)
+    with Store(path) as s:
+        ingest(s, [tmp_path / "r"])
+    return path
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ("DELETE FROM runs", "DELETE statement refused"),
+        ("DROP VIEW final", "DROP statement refused"),
+        ("UPDATE meta SET value = '99'", "UPDATE statement refused"),
+        ("SELECT 1; DELETE FROM metrics", "2 statements; a read-only query is one statement"),
+        ("COPY runs TO 'out.csv'", "COPY statement refused"),
+        ("ATTACH 'other.duckdb' AS o", "ATTACH statement refused"),
+        ("INSERT INTO runs (run_id, status, config) VALUES ('x', 'finished', '{}')", "INSERT statement refused"),
+        ("CALL pragma_version()", "CALL statement refused"),
+    ],
+)
+def test_queries_cannot_change_the_store_unless_asked(tmp_path, query, message):
+    path = _store_with_a_run(tmp_path)
+    with Store(path) as s:
+        before = snapshot(s)
+        with pytest.raises(MoescaleError, match=message) as exc:
+            s.sql(query)
+        assert "\n" not in str(exc.value)
+        assert snapshot(s) == before
+    assert not (tmp_path / "out.csv").exists() and not (tmp_path / "other.duckdb").exists()
+
+
+def test_read_only_connection_refuses_a_write_hidden_in_a_select(tmp_path):
+    """A SELECT runs on a read-only DuckDB connection: a side effect in it (advancing a
+    sequence) is refused, and the sequence is where it was."""
+    path = _store_with_a_run(tmp_path)
+    with Store(path) as s:
+        s.sql("CREATE SEQUENCE seq", write=True)
+        with pytest.raises(MoescaleError, match="read-only"):
+            s.sql("SELECT nextval('seq') AS v")
+        assert s.sql("SELECT nextval('seq') AS v", write=True).v.tolist() == [1]
+
+
+def test_dropped_final_is_reported_and_rebuilt(tmp_path):
+    path = _store_with_a_run(tmp_path)
+    with Store(path) as s:
+        want = s.table("final")
+        s.sql("DROP VIEW final", write=True)
+        assert s.missing_views() == ["final"]
+        with pytest.raises(MoescaleError, match=r"no table or view 'final' .*rebuild it with `moescale db rebuild`"):
+            s.table("final")
+        with pytest.raises(MoescaleError, match=r"view final is missing: rebuild it"):
+            s.sql("SELECT * FROM final")
+        assert s.rebuild_views() == ["final"]
+        pd.testing.assert_frame_equal(s.table("final"), want)
+        assert s.missing_views() == []
+
+
+def test_missing_core_table_is_named(tmp_path):
+    path = _store_with_a_run(tmp_path)
+    Store(path).sql("DROP VIEW final; DROP TABLE evals", write=True)
+    with pytest.raises(MoescaleError, match=r"core table\(s\) evals missing"):
+        Store(path)
+
+
+@pytest.mark.parametrize("name, content", [("t.csv", b"a,b\n1,2\n"), ("t.parquet", None), ("notes.txt", b"hello"),
+                                           ("empty.db", b""), ("x.duckdb", b"SQLite format 3\x00" + b"\x00" * 100)])
+def test_a_file_that_is_not_a_store_is_refused(tmp_path, name, content):
+    path = tmp_path / name
+    if content is None:
+        pd.DataFrame({"a": [1]}).to_parquet(path)
+    else:
+        path.write_bytes(content)
+    data = path.read_bytes()
+    with pytest.raises(MoescaleError, match=r"(is not a DuckDB store|is a table file name|is an empty file)"):
+        Store(path)
+    assert path.read_bytes() == data
+
+
+def test_a_foreign_duckdb_database_is_not_taken_over(tmp_path):
+    path = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE mine (x INT)")
+    con.close()
+    with pytest.raises(MoescaleError, match="DuckDB database without the store's tables"):
+        Store(path)
+    con = duckdb.connect(str(path))
+    assert [r[0] for r in con.execute("SHOW TABLES").fetchall()] == ["mine"]
+    con.close()
+
+
+def test_a_reading_open_never_creates_a_store(tmp_path):
+    with pytest.raises(MoescaleError, match="no store there"):
+        Store(tmp_path / "missing.duckdb", create=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_import_export_round_trip(tmp_path):
@@ -144,7 +247,7 @@ def test_final_view_values(tmp_path):
     RunWriter(tmp_path / "b", "b", {"n_experts": 1, "top_k": 1, "n_total": 50, "tokens_planned": 5000}).finish()
     RunWriter(tmp_path / "c", "c", {"n_experts": 1, "top_k": 1}).finish("diverged")
     with Store(":memory:") as s:
-        s.ingest([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+        ingest(s, [tmp_path / "a", tmp_path / "b", tmp_path / "c"])
         f = s.table("final").set_index("run_id")
         assert list(f.index) == ["a", "b"]
         a = f.loc["a"]

@@ -27,6 +27,7 @@ class TokenCorpus:
     tokenizer:    None for pre-tokenized files, else an object with encode(str) -> list[int],
                   decode(ids) -> str and save(path).
     tasks:        evaluation tasks (synthetic corpus only), read by runner.evaluate.
+    source:       the file the corpus came from (for error messages), None for synthetic data.
     """
 
     train: np.ndarray
@@ -36,3 +37,37 @@ class TokenCorpus:
     val_mask: np.ndarray | None = None
     tokenizer: object | None = None
     tasks: list = field(default_factory=list)
+    source: str | None = None
+
+
+DATA_KINDS = ("synthetic", "bin", "text")
+
+
+def load_corpus(spec: dict, seed: int) -> TokenCorpus:
+    """The TokenCorpus a data spec names: spec["kind"] is "synthetic" (the other keys go to
+    ``runner.data.synthetic.SyntheticSpec.from_dict``, built with ``seed``), "bin" (nanoGPT
+    memmaps, ``runner.data.files.load_bin``) or "text" (.txt/.jsonl, ``load_text``).
+    Bad specs raise MoescaleError naming the key (and file)."""
+    from scaling.errors import MoescaleError
+
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise MoescaleError(f"data: expected a mapping with a 'kind' ({', '.join(DATA_KINDS)}), got {spec!r}")
+    kind = spec["kind"]
+    if kind == "synthetic":
+        from runner.data.synthetic import SyntheticSpec, build_corpus
+
+        rest = {k: v for k, v in spec.items() if k != "kind"}
+        try:
+            parsed = SyntheticSpec.from_dict(rest)
+        except MoescaleError as exc:
+            raise MoescaleError(f"data (synthetic): {exc}") from None
+        return build_corpus(parsed, seed)
+    if kind == "bin":
+        from runner.data.files import load_bin
+
+        return load_bin(spec)
+    if kind == "text":
+        from runner.data.files import load_text
+
+        return load_text(spec)
+    raise MoescaleError(f"data key 'kind': {kind!r} is not one of {', '.join(DATA_KINDS)}")

@@ -15,7 +15,9 @@ Backends (``backend=`` argument, else ``$MOESCALE_KERNELS``, else automatic):
 
 - ``triton``: Triton kernels (``grouped_gemm.py``, ``expert_ffn.py``); chosen automatically
   for CUDA tensors, or for any tensors when ``TRITON_INTERPRET=1`` (the CPU interpreter).
-- ``torch``: per-expert loops (``reference.py``); chosen automatically otherwise.
+- ``torch``: per-expert matmuls into preallocated outputs with a hand-written backward
+  (``grouped_torch.py``); chosen automatically otherwise (the fast CPU path).
+- ``reference``: the readable per-expert loops (``reference.py``) everything is tested against.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import os
 
 import torch
 
-from runner.kernels import reference
+from runner.kernels import grouped_torch, reference
 from scaling.errors import MoescaleError
 
-BACKENDS = ("triton", "torch")
+BACKENDS = ("triton", "torch", "reference")
 ENV_VAR = "MOESCALE_KERNELS"
 
 
@@ -50,7 +52,7 @@ def resolve_backend(backend: str | None = None, device: torch.device | None = No
     if name == "triton" and device is not None and device.type != "cuda" and not _interpreting():
         raise MoescaleError(
             f"kernel backend 'triton' needs CUDA tensors (got {device.type}) or TRITON_INTERPRET=1 "
-            f"for the CPU interpreter; set {ENV_VAR}=torch to use the reference"
+            f"for the CPU interpreter; set {ENV_VAR}=torch for the pure-torch path"
         )
     return name
 
@@ -61,7 +63,10 @@ def grouped_mm(x: torch.Tensor, w: torch.Tensor, offsets: torch.Tensor, *, backe
     x (T, K) with rows sorted by expert, w (E, K, N), offsets (E,) int32 with
     rows of e = [offsets[e-1], offsets[e]) (torch ``_grouped_mm``'s convention) -> y (T, N).
     """
-    if resolve_backend(backend, x.device) == "torch":
+    name = resolve_backend(backend, x.device)
+    if name == "torch":
+        return grouped_torch.grouped_mm(x, w, offsets)
+    if name == "reference":
         return reference.grouped_mm(x, w, offsets)
     from runner.kernels import grouped_gemm
 
@@ -75,7 +80,10 @@ def moe_ffn(x, topk_ids, topk_weights, w1, w3, w2, *, backend: str | None = None
     Transformer"; the sorted, scattered grouped-GEMM layout follows ScatterMoE (Tan et al. 2024).
     Shapes: x (T, D), topk_ids (T, k), topk_weights (T, k), w1/w3 (E, D, F), w2 (E, F, D) -> (T, D).
     """
-    if resolve_backend(backend, x.device) == "torch":
+    name = resolve_backend(backend, x.device)
+    if name == "torch":
+        return grouped_torch.moe_ffn(x, topk_ids, topk_weights, w1, w3, w2)
+    if name == "reference":
         return reference.moe_ffn(x, topk_ids, topk_weights, w1, w3, w2)
     from runner.kernels import expert_ffn
 

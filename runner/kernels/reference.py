@@ -3,8 +3,8 @@
 As in torchtitan's ``GroupedExperts`` ("for comparison and readability"): the same
 interface as the Triton backend, written as a plain loop over experts so that the math
 is obvious. Autograd comes from torch. It syncs with the host (``offsets.tolist()``)
-and is slow on a GPU; it is the CPU default and the reference the kernels are tested
-against.
+and is slow on a GPU, and its slice-and-concatenate backward is slow on a CPU too (the
+CPU default is ``grouped_torch.py``); it is the reference the kernels are tested against.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from scaling import __version__
 from scaling.errors import MoescaleError
 
 # Command groups, each a module of this package exposing register(subparsers).
-GROUPS = ("db", "datasets", "fit", "plan", "optimum")
+GROUPS = ("db", "datasets", "fit", "plan", "optimum", "sweep", "train", "figures", "report", "demo")
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -27,20 +27,53 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_store(args: argparse.Namespace):
-    """Open the store a command's --store names (see add_store_argument)."""
+def open_store(args: argparse.Namespace, create: bool = False):
+    """Open the store a command's --store names (see add_store_argument).
+
+    A reading command never creates a store: with ``create=False`` a missing file is an
+    error. Only commands that write data (ingest, db import) pass ``create=True``.
+    """
     from scaling.store import Store
 
-    return Store(args.store)
+    return Store(args.store, create=create)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line usage errors (``error: moescale fit: ...``, exit 2), like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="moescale",
         description="Find the optimal sparsity of Mixture-of-Experts language models.",
     )
     parser.add_argument("--version", action="version", version=f"moe-scaling {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
     for name in GROUPS:
         importlib.import_module(f"scaling.cli.{name}").register(sub)
     return parser
@@ -52,7 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except MoescaleError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever it quotes
+        return 2
+    except OSError as exc:  # the file system refused (permissions, a full disk): the user's to fix
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

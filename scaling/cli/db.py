@@ -1,4 +1,8 @@
-"""`moescale ingest DIR...` and `moescale db import|tables|sql|export`: thin wrappers over scaling.store."""
+"""`moescale ingest DIR...` and `moescale db import|tables|sql|export|rebuild`: thin wrappers over scaling.store.
+
+`db sql` is read-only unless given --write: one SELECT on a read-only connection. Only
+`ingest` and `db import` create a missing store; every other command refuses one.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import sys
 import warnings
 
 from scaling.cli import add_store_argument, open_store
+from scaling.errors import MoescaleError
 
 
 def register(sub) -> None:
@@ -31,8 +36,10 @@ def register(sub) -> None:
     add_store_argument(p)
     p.set_defaults(func=cmd_tables)
 
-    p = dbsub.add_parser("sql", help='run SQL, e.g. db sql "SELECT * FROM final"')
+    p = dbsub.add_parser("sql", help='run a read-only query, e.g. db sql "SELECT * FROM final"')
     p.add_argument("query", metavar="SQL")
+    p.add_argument("--write", action="store_true",
+                   help="allow statements that change the store (DELETE, UPDATE, CREATE, several statements)")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     fmt.add_argument("--json", action="store_true", help="print JSON records")
@@ -45,12 +52,18 @@ def register(sub) -> None:
     add_store_argument(p)
     p.set_defaults(func=cmd_export)
 
+    p = dbsub.add_parser("rebuild", help="recreate the derived views (final) from the core tables")
+    add_store_argument(p)
+    p.set_defaults(func=cmd_rebuild)
+
 
 def cmd_ingest(args) -> int:
-    store = open_store(args)
+    from scaling.ingest import find_run_dirs, ingest
+
+    find_run_dirs(args.dirs)  # a missing directory is refused before a store is created
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the summary lists them once, below
-        summary = store.ingest(args.dirs, progress=not args.quiet)
+        summary = _into_store(args, lambda store: ingest(store, args.dirs, progress=not args.quiet))
     for message in summary.warnings:
         print(f"warning: {message}", file=sys.stderr)
     print(f"added {len(summary.added)}, replaced {len(summary.replaced)}, unchanged {len(summary.unchanged)} runs")
@@ -58,7 +71,13 @@ def cmd_ingest(args) -> int:
 
 
 def cmd_import(args) -> int:
-    rows = open_store(args).import_table(args.file, args.name, replace=args.replace)
+    from scaling.store import check_table_name
+    from scaling.tables import check_file
+
+    check_table_name(args.name)  # bad input is refused before a store is created
+    if args.file not in _dataset_names():
+        check_file(args.file)
+    rows = _into_store(args, lambda store: store.import_table(args.file, args.name, replace=args.replace))
     print(f"imported {rows} rows into {args.name}")
     return 0
 
@@ -78,8 +97,49 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def _into_store(args, write):
+    """Run ``write(store)`` on the store --store names. A store that does not exist yet is
+    built under a temporary name beside it and renamed into place only when ``write``
+    succeeds, so a refused ingest or import leaves no new store behind."""
+    import os
+    import uuid
+    from pathlib import Path
+
+    from scaling.store import Store, check_store_file, default_path
+
+    target = Path(args.store or default_path()).expanduser()
+    if target.exists() or str(target) == ":memory:":
+        return write(open_store(args, create=True))
+    check_store_file(target, create=True)
+    if not target.resolve().parent.is_dir():
+        raise MoescaleError(f"{target}: folder {target.resolve().parent} does not exist")
+    from filelock import FileLock
+
+    with FileLock(str(target) + ".lock"):  # the store's own lock: a racing command waits, then finds it
+        if not target.exists():
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.new")
+            try:
+                with Store(tmp) as store:
+                    result = write(store)
+                os.replace(tmp, target)
+                return result
+            finally:
+                for leftover in (tmp, Path(str(tmp) + ".lock"), Path(str(tmp) + ".wal")):
+                    leftover.unlink(missing_ok=True)
+    return write(open_store(args, create=True))
+
+
+def _dataset_names():
+    from scaling.datasets import REGISTRY
+
+    return REGISTRY
+
+
 def cmd_sql(args) -> int:
-    df = open_store(args).sql(args.query)
+    from scaling.store import check_statement
+
+    check_statement(args.query, write=args.write)  # before the store is opened
+    df = open_store(args).sql(args.query, write=args.write)
     if args.csv:
         df.to_csv(sys.stdout, index=False)
     elif args.json:
@@ -106,6 +166,21 @@ def _json_value(value):
 
 
 def cmd_export(args) -> int:
+    from pathlib import Path
+
+    from scaling.tables import table_format
+
+    table_format(args.out)
+    if not Path(args.out).parent.is_dir():
+        raise MoescaleError(f"{args.out}: folder {Path(args.out).parent} does not exist")
     rows = open_store(args).export(args.name, args.out)
     print(f"wrote {rows} rows of {args.name} to {args.out}")
+    return 0
+
+
+def cmd_rebuild(args) -> int:
+    store = open_store(args)
+    missing = store.missing_views()
+    rebuilt = store.rebuild_views()
+    print(f"rebuilt {', '.join(rebuilt)}" + (f" (missing before: {', '.join(missing)})" if missing else ""))
     return 0

@@ -6,8 +6,41 @@ import argparse
 import json
 
 from scaling.architecture import Architecture, parse_count
+from scaling.cli import non_negative_int, positive_int
 from scaling.errors import MoescaleError
 from scaling.planner import PRESETS, Constraints, GridSpace, human, plan
+
+
+def _count(text: str) -> float:
+    """argparse type: a positive count written as 670M, 1.3B, 1e18 or 300000."""
+    try:
+        value = parse_count(text)
+    except (MoescaleError, ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite count")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
 
 
 def register(sub) -> None:
@@ -15,15 +48,15 @@ def register(sub) -> None:
     plan_sub = parser.add_subparsers(dest="plan_command", required=True, metavar="SUBCOMMAND")
 
     count = plan_sub.add_parser("count", help="parameter and FLOP accounting of one architecture")
-    count.add_argument("--d-model", type=int, required=True)
-    count.add_argument("--n-layers", type=int, required=True)
-    count.add_argument("--n-heads", type=int, required=True)
-    count.add_argument("--d-ff", type=int, required=True, help="expert width (SwiGLU hidden size)")
-    count.add_argument("--n-experts", type=int, default=1)
-    count.add_argument("--top-k", type=int, default=1)
-    count.add_argument("--vocab", type=int, default=99574)
-    count.add_argument("--n-kv-heads", type=int, default=None)
-    count.add_argument("--seq-len", type=int, default=2048)
+    count.add_argument("--d-model", type=positive_int, required=True)
+    count.add_argument("--n-layers", type=positive_int, required=True)
+    count.add_argument("--n-heads", type=positive_int, required=True)
+    count.add_argument("--d-ff", type=positive_int, required=True, help="expert width (SwiGLU hidden size)")
+    count.add_argument("--n-experts", type=positive_int, default=1)
+    count.add_argument("--top-k", type=positive_int, default=1)
+    count.add_argument("--vocab", type=positive_int, default=99574)
+    count.add_argument("--n-kv-heads", type=positive_int, default=None)
+    count.add_argument("--seq-len", type=positive_int, default=2048)
     count.add_argument("--tied", action="store_true", help="tie the input embedding and output head")
     count.add_argument("--json", action="store_true", help="print JSON instead of a table")
     count.set_defaults(func=count_handler)
@@ -37,24 +70,24 @@ def register(sub) -> None:
     )
     grid.add_argument("--preset", choices=sorted(PRESETS), help="a named grid (replaces the axis options)")
     axes = grid.add_argument_group("grid axes (without --preset)")
-    axes.add_argument("--n-layers", type=int, nargs="+")
-    axes.add_argument("--d-model", type=int, nargs="+")
-    axes.add_argument("--n-experts", type=int, nargs="+")
-    axes.add_argument("--top-k", type=int, nargs="+")
-    axes.add_argument("--granularity", type=float, nargs="+", help="G = d_model / d_ff (default 0.5)")
-    axes.add_argument("--head-dim", type=int, help="n_heads = d_model / head_dim (default 128)")
-    axes.add_argument("--vocab", type=int)
-    axes.add_argument("--seq-len", type=int)
-    axes.add_argument("--n-kv-heads", type=int)
+    axes.add_argument("--n-layers", type=positive_int, nargs="+")
+    axes.add_argument("--d-model", type=positive_int, nargs="+")
+    axes.add_argument("--n-experts", type=positive_int, nargs="+")
+    axes.add_argument("--top-k", type=positive_int, nargs="+")
+    axes.add_argument("--granularity", type=_positive_float, nargs="+", help="G = d_model / d_ff (default 0.5)")
+    axes.add_argument("--head-dim", type=positive_int, help="n_heads = d_model / head_dim (default 128)")
+    axes.add_argument("--vocab", type=positive_int)
+    axes.add_argument("--seq-len", type=positive_int)
+    axes.add_argument("--n-kv-heads", type=positive_int)
     axes.add_argument("--tied", action="store_true")
     budgets = grid.add_argument_group("constraints")
-    budgets.add_argument("--total-params", type=parse_count, help="N_total budget (memory)")
-    budgets.add_argument("--active-params", type=parse_count, help="N_active budget (inference)")
-    budgets.add_argument("--flops-per-token", type=parse_count, help="training FLOPs per token budget (inference)")
-    budgets.add_argument("--tolerance", type=float, default=0.1, help="relative width of each budget (default 0.1)")
-    budgets.add_argument("--compute", type=parse_count, nargs="+", default=[], help="training budgets C (isoFLOP)")
-    budgets.add_argument("--tokens", type=parse_count, help="tokens per run when no --compute")
-    grid.add_argument("--seed", type=int, default=0)
+    budgets.add_argument("--total-params", type=_count, help="N_total budget (memory)")
+    budgets.add_argument("--active-params", type=_count, help="N_active budget (inference)")
+    budgets.add_argument("--flops-per-token", type=_count, help="training FLOPs per token budget (inference)")
+    budgets.add_argument("--tolerance", type=_fraction, default=0.1, help="relative width of each budget (default 0.1)")
+    budgets.add_argument("--compute", type=_count, nargs="+", default=[], help="training budgets C (isoFLOP)")
+    budgets.add_argument("--tokens", type=_count, help="tokens per run when no --compute")
+    grid.add_argument("--seed", type=non_negative_int, default=0)
     grid.add_argument("--name", help="sweep name (default: the preset's, else 'sweep')")
     grid.add_argument("--out", help="write the sweep YAML here")
     grid.set_defaults(func=grid_handler)
@@ -92,6 +125,13 @@ def _space(args: argparse.Namespace) -> GridSpace:
 
 
 def grid_handler(args: argparse.Namespace) -> int:
+    if args.out:
+        from pathlib import Path
+
+        if not Path(args.out).parent.is_dir():
+            raise MoescaleError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
+        if Path(args.out).is_dir():
+            raise MoescaleError(f"--out {args.out}: is a folder")
     if args.preset:
         axes = [f"--{a.replace('_', '-')}" for a in _AXES if getattr(args, a) is not None] + (["--tied"] if args.tied else [])
         if axes:

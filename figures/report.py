@@ -1,0 +1,439 @@
+"""The report of a store: ``report.md`` and a self-contained ``report.html`` (figures embedded as base64).
+
+``write_report(store, out)`` runs the analysis (``scaling.analysis.analyze``) unless given one,
+draws the figures (``figures.draw.draw_all``) into ``out/figures/`` and writes both documents
+with: the data fingerprint and the exact commands, the headline answers, the seed papers'
+claims set against these runs (agree / disagree, said plainly), the claims table with verdicts,
+the accuracy questions, the fits with their CIs, the optimum per budget and objective, the
+figures (with what was skipped and why) and the runs table. Both files are written last and
+atomically (temp file, then rename).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import hashlib
+import html
+import math
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaling.errors import MoescaleError
+
+__all__ = ["ReportResult", "write_report", "data_fingerprint", "paper_comparison", "build_blocks", "to_markdown",
+           "to_html"]
+
+RUN_COLUMNS = ["run_id", "n_layers", "d_model", "n_experts", "top_k", "sparsity", "n_total", "n_active", "tokens",
+               "tpp", "active_flops", "val_loss"]
+#: Epoch AI's published Chinchilla estimates (Besiroglu et al. 2024), for the public-data section.
+EPOCH_PUBLISHED = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.3473, "beta": 0.3672}
+
+
+@dataclass
+class ReportResult:
+    """What ``write_report`` wrote: the two documents, the figures folder, the draw result and analysis."""
+
+    markdown: Path
+    html: Path
+    figures_dir: Path
+    draw: object
+    analysis: object
+    fingerprint: str
+    notes: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        return "\n".join([f"report: {self.markdown}", f"        {self.html}", f"figures: {self.figures_dir}/ "
+                          f"({len(self.draw.figures)} drawn, {len(self.draw.skipped)} skipped)",
+                          f"data fingerprint: {self.fingerprint}"] + self.notes)
+
+
+def data_fingerprint(final: pd.DataFrame, evals: pd.DataFrame | None = None) -> str:
+    """sha256 (first 16 hex digits) of the finished runs (``final`` view, rows sorted by run_id, columns by
+    name, floats to 17 digits) and of the evals rows: the same store content gives the same fingerprint."""
+    h = hashlib.sha256()
+    for frame in (final, evals):
+        if frame is None or not len(frame):
+            h.update(b"-\n")
+            continue
+        f = frame.drop(columns=[c for c in ("created_at", "config") if c in frame.columns])
+        f = f[sorted(f.columns)]
+        f = f.sort_values(list(f.columns)).reset_index(drop=True)
+        h.update(f.to_csv(index=False, float_format="%.17g").encode())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- content
+
+
+def _fmt(v, digits: int = 4) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}" if abs(int(v)) >= 10000 else str(int(v))
+    if isinstance(v, (float, np.floating)):
+        if not math.isfinite(float(v)):
+            return "" if math.isnan(float(v)) else ("inf" if v > 0 else "-inf")
+        v = float(v)
+        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
+            return f"{v:.{digits - 1}e}"
+        return f"{v:.{digits}g}"
+    return str(v)
+
+
+def _ci(est, lo, hi) -> str:
+    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
+        return _fmt(est)
+    return f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
+def paper_comparison(analysis) -> pd.DataFrame:
+    """The seed papers' claims set against the analysis: paper, claim, ours (the number), verdict
+    (agrees / disagrees / not testable), one row each.
+
+    Liew et al. 2026: sparsity matters beyond N_total (gamma != 0); n_experts and top_k do not quite
+    cancel (lam != 0); N_total and s describe loss better than N_active (ΔAIC > 0).
+    Nakamura et al. 2025: at equal loss active compute does not change memorization (b_flops CI holds 0);
+    it raises reasoning (b_flops > 0); reasoning accuracy peaks near 20 tokens per parameter (an interior
+    peak whose CI reaches [10, 40]).
+    """
+    rows = []
+    claims = getattr(analysis, "claims", None)
+    if claims is not None:
+        t = claims.table.set_index("parameter") if "parameter" in claims.table else pd.DataFrame()
+        level = getattr(claims, "alpha", 0.05)
+        for par, claim in (("gamma", "sparsity s matters beyond N_total (gamma != 0)"),
+                           ("lam", "n_experts and top_k do not quite cancel inside s (lam != 0)")):
+            if par not in t.index:
+                rows.append(("Liew et al. 2026", claim, "not fitted", "not testable"))
+                continue
+            r = t.loc[par]
+            p = r.get("p_value", np.nan)
+            ours = f"{par} = {_ci(r['estimate'], r.get('ci_low'), r.get('ci_high'))}, LR p = {_fmt(p, 2)}"
+            verdict = ("not testable" if not np.isfinite(p) else "agrees" if p < level else "disagrees (not significant)")
+            rows.append(("Liew et al. 2026", claim, ours, verdict))
+        act = claims.table[claims.table["claim"].str.contains("N_active", na=False)]
+        if len(act):
+            d = float(act["delta_aic"].iloc[0])
+            rows.append(("Liew et al. 2026", "N_total and s fit loss better than N_active",
+                         f"ΔAIC(N_active - moe) = {_fmt(d)}",
+                         "not testable" if not np.isfinite(d) else "agrees" if d > 0 else "disagrees"))
+    acc = getattr(analysis, "accuracy", None)
+    if acc is None:
+        rows.append(("Nakamura et al. 2025", "memorization and reasoning regimes", "no accuracy evals", "not testable"))
+        return pd.DataFrame(rows, columns=["paper", "claim", "ours", "verdict"])
+    q = acc.questions
+    for kind, claim, want in (("memorization", "at equal loss, active compute does not change memorization", "zero"),
+                              ("reasoning", "at equal loss, more active compute raises reasoning accuracy", "positive")):
+        r = q[(q["kind"] == kind) & (q["question"] == "active_flops")]
+        if not len(r):
+            rows.append(("Nakamura et al. 2025", claim, f"no {kind} tasks", "not testable"))
+            continue
+        r = r.iloc[0]
+        lo, hi = float(r["ci_low"]), float(r["ci_high"])
+        ours = f"b_flops = {_ci(r['estimate'], lo, hi)}"
+        if want == "zero":
+            verdict = "agrees" if lo <= 0 <= hi else "disagrees"
+        else:
+            verdict = "agrees" if lo > 0 else "disagrees" if hi < 0 else "disagrees (CI includes 0)"
+        rows.append(("Nakamura et al. 2025", claim, ours, verdict))
+    pk = acc.peaks[acc.peaks["kind"] == "reasoning"] if len(acc.peaks) else pd.DataFrame()
+    claim = "reasoning accuracy peaks near 20 tokens per parameter"
+    if not len(pk):
+        rows.append(("Nakamura et al. 2025", claim, "no reasoning tasks", "not testable"))
+    else:
+        r = pk.iloc[0]
+        if bool(r["interior"]) and np.isfinite(r["tpp_peak"]):
+            lo, hi = float(r["ci_low"]), float(r["ci_high"])
+            near = (lo <= 40 and hi >= 10) if np.isfinite(lo) and np.isfinite(hi) else 10 <= r["tpp_peak"] <= 40
+            rows.append(("Nakamura et al. 2025", claim, f"peak TPP = {_ci(r['tpp_peak'], lo, hi)}",
+                         "agrees" if near else "disagrees (peak elsewhere)"))
+        else:
+            rows.append(("Nakamura et al. 2025", claim,
+                         f"no interior peak in the sampled TPP {_fmt(r['tpp_min'])}..{_fmt(r['tpp_max'])}",
+                         "disagrees (no interior peak)"))
+    return pd.DataFrame(rows, columns=["paper", "claim", "ours", "verdict"])
+
+
+def _moe_params(claims) -> pd.DataFrame:
+    fit = claims.fits["moe"]
+    bp = claims.bootstrap_params
+    rows = []
+    for name, value in fit.params.items():
+        lo = hi = np.nan
+        if bp is not None and name in bp.columns and len(bp):
+            v = bp[name].to_numpy(dtype=float)
+            v = v[np.isfinite(v)]
+            if v.size:
+                lo, hi = np.percentile(v, [2.5, 97.5])
+        rows.append({"parameter": name, "estimate": value, "ci_low": lo, "ci_high": hi,
+                     "fixed": name in fit.fixed})
+    return pd.DataFrame(rows)
+
+
+def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands: list[str], final: pd.DataFrame,
+                 excluded: dict | None = None, notes: list | None = None) -> list[tuple]:
+    """The report as a list of blocks: ("h1"|"h2"|"p"|"code", text), ("list", items), ("table", DataFrame),
+    ("figure", name, caption, png_path), rendered by ``to_markdown`` and ``to_html``."""
+    now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    from scaling import __version__
+
+    b: list[tuple] = [("h1", "moe-scaling report")]
+    b.append(("p", f"Store `{store_path}`, {len(final)} finished runs"
+                   + (f" (excluded: {', '.join(f'{v} {k}' for k, v in excluded.items() if v)})"
+                      if excluded and any(excluded.values()) else "")
+                   + f"; data fingerprint `{fingerprint}`; moe-scaling {__version__}; written {now}."))
+    b.append(("h2", "How this was made"))
+    b.append(("code", "\n".join(commands)))
+    if analysis is not None:
+        b.append(("p", f"Analysis: `scaling.analysis.analyze` with {analysis.bootstrap} bootstrap resamples of runs, "
+                       f"seed {analysis.seed}, budgets {', '.join(_fmt(c, 3) for c in analysis.compute)} FLOPs, "
+                       f"objectives {', '.join(analysis.objectives)}."))
+    b.append(("h2", "Headline: the optimal sparsity per budget and objective"))
+    if analysis is None:
+        b.append(("p", "No analysis: " + "; ".join(notes or ["it could not run"])))
+    else:
+        b.append(("list", analysis.headline()))
+        b.append(("h2", "The seed papers' claims against these runs"))
+        b.append(("p", "Where our small runs disagree with the papers, the row says so; a synthetic corpus and "
+                       "models of a few million parameters need not reproduce results at billions."))
+        b.append(("table", paper_comparison(analysis)))
+        c = analysis.claims
+        b.append(("h2", "Claims of Liew et al. 2026 (nested moe-law tests)"))
+        b.append(("list", [f"**{cl}**: {v}" for cl, v in zip(c.table["claim"], c.table["verdict"])]))
+        cols = [x for x in ("claim", "parameter", "estimate", "ci_low", "ci_high", "lr_stat", "df", "p_value",
+                            "delta_aic", "delta_bic", "extrapolation_error", "extrapolation_error_full")
+                if x in c.table.columns]
+        b.append(("table", c.table[cols]))
+        b.append(("h2", "Fits with their confidence intervals"))
+        b.append(("p", "The moe law L = E + A·N_total^−α·s^γ·n_exp^λ + B·D^−β (e, a, b are ln E, ln A, ln B), "
+                       f"fitted to {c.n_runs} runs; 95% bootstrap percentile intervals over {c.bootstrap} resamples "
+                       "of runs."))
+        b.append(("table", _moe_params(c)))
+        b.append(("p", "Variants (nested restrictions and the N_active alternative):"))
+        b.append(("table", c.variants.drop(columns=[x for x in ("description",) if x in c.variants.columns])))
+        acc = analysis.accuracy
+        if acc is not None:
+            b.append(("h2", "Accuracy: Nakamura et al. 2025's two regimes"))
+            b.append(("list", acc.verdicts))
+            b.append(("table", acc.coefficients))
+            if len(acc.peaks):
+                b.append(("table", acc.peaks.drop(columns=[x for x in ("verdict",) if x in acc.peaks.columns])))
+            if len(acc.two_step):
+                b.append(("p", "Two-step loss → accuracy path (Gadre et al. 2024, Bhagia et al. 2024), largest "
+                               "budget held out:"))
+                b.append(("table", acc.two_step))
+        b.append(("h2", "Optimum per budget and objective"))
+        opt = analysis.optimum
+        cols = [x for x in ("objective", "compute", "arch", "n_experts", "top_k", "sparsity", "n_total", "n_active",
+                            "tokens", "tpp", "predicted", "pred_low", "pred_high", "frequency", "sparsity_low",
+                            "sparsity_high", "at_edge", "edge", "extrapolation", "extrapolation_reason")
+                if x in opt.best.columns]
+        b.append(("table", opt.best[cols]))
+        if any(bool(v) for v in opt.best.get("at_edge", [])):
+            b.append(("p", "An optimum at the edge of the searched grid means the best architecture may lie outside "
+                           "it: widen the grid (`moescale optimum --n-experts ...`) before trusting it."))
+        if len(opt.trend):
+            b.append(("p", "Trend of the optimum against compute (log-log power law, ≥ 3 budgets):"))
+            b.append(("table", opt.trend))
+        if len(analysis.isoflop):
+            b.append(("p", "IsoFLOP minima of loss against N_total (Akima spline, Porian et al. 2024):"))
+            b.append(("table", analysis.isoflop))
+        if notes or analysis.notes:
+            b.append(("list", list(notes or []) + list(analysis.notes)))
+    pub = getattr(draw, "public_fits", {}) or {}
+    if "fit" in pub:
+        f = pub["fit"]
+        b.append(("h2", "Public data: the Chinchilla fit on Epoch AI's data"))
+        tab = pd.DataFrame([{"parameter": k, "ours": f.params.get(k, np.nan), "Epoch AI (published)": v}
+                            for k, v in EPOCH_PUBLISHED.items()])
+        b.append(("table", tab))
+    if "clark" in pub:
+        b.append(("h2", "Public data: Clark et al. 2022's clark law per router"))
+        b.append(("table", pd.DataFrame([{"router": r, "n_points": f.n_points, "objective (MSE log10)": f.objective,
+                                          **{k: f.params[k] for k in list(f.params)[:4]}} for r, f in pub["clark"].items()])))
+    b.append(("h2", "Figures"))
+    from figures.draw import FIGURES
+
+    for name, paths in draw.figures.items():
+        png = next((p for p in paths if str(p).endswith(".png")), None)
+        if png is not None:
+            b.append(("figure", name, FIGURES.get(name, name), Path(png)))
+    if draw.skipped:
+        b.append(("p", "Skipped figures:"))
+        b.append(("list", [f"`{k}`: {v}" for k, v in draw.skipped.items()]))
+    b.append(("h2", "Runs"))
+    cols = [x for x in RUN_COLUMNS if x in final.columns]
+    acc_cols = sorted(x for x in final.columns if x.endswith("_accuracy"))
+    b.append(("table", final.sort_values([x for x in ("active_flops", "sparsity", "run_id") if x in final.columns])
+              [cols + acc_cols]))
+    return b
+
+
+def _cell(v) -> str:
+    return _fmt(v)
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    sep = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in r) + " |" for r in df.itertuples(index=False)]
+    return "\n".join([head, sep] + rows)
+
+
+def to_markdown(blocks, *, base: Path) -> str:
+    """Markdown of the blocks; figures referenced by paths relative to ``base`` (the report's folder)."""
+    out = []
+    for blk in blocks:
+        kind = blk[0]
+        if kind == "h1":
+            out.append(f"# {blk[1]}")
+        elif kind == "h2":
+            out.append(f"## {blk[1]}")
+        elif kind == "p":
+            out.append(blk[1])
+        elif kind == "code":
+            out.append("```bash\n" + blk[1] + "\n```")
+        elif kind == "list":
+            out.append("\n".join(f"- {x}" for x in blk[1]))
+        elif kind == "table":
+            out.append(_md_table(blk[1]))
+        elif kind == "figure":
+            _, name, caption, path = blk
+            rel = os.path.relpath(path, base)
+            out.append(f"![{name}]({rel})\n\n*{caption}*")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1120px;margin:2em auto;padding:0 1em;
+color:#222;line-height:1.45}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #ccc;margin-top:1.6em}
+table{border-collapse:collapse;font-size:12px;margin:.6em 0;display:block;overflow-x:auto;max-width:100%}
+th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+pre{background:#f6f6f6;padding:.7em;overflow-x:auto;font-size:12px}
+code{background:#f3f3f3;padding:0 3px}
+figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#555}
+td.t{text-align:left}td.agrees{background:#e6f4e6}td.disagrees{background:#fbe9e7}
+"""
+
+
+def _inline(text: str) -> str:
+    """Escape, then render `code` and **bold** spans."""
+    import re
+
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
+
+
+def _html_table(df: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    rows = []
+    for r in df.itertuples(index=False):
+        cells = []
+        for c, v in zip(df.columns, r):
+            text = _cell(v)
+            cls = " class='t'" if isinstance(v, str) else ""
+            if c == "verdict" and isinstance(v, str):
+                cls = " class='t agrees'" if v.startswith("agrees") else " class='t disagrees'" if v.startswith("disagrees") else cls
+            cells.append(f"<td{cls}>{html.escape(text)}</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def to_html(blocks, *, title: str = "moe-scaling report") -> str:
+    """A self-contained HTML page of the blocks: the figures embedded as base64 PNG data URIs."""
+    out = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{_CSS}</style></head><body>"]
+    for blk in blocks:
+        kind = blk[0]
+        if kind in ("h1", "h2"):
+            out.append(f"<{kind}>{_inline(blk[1])}</{kind}>")
+        elif kind == "p":
+            out.append(f"<p>{_inline(blk[1])}</p>")
+        elif kind == "code":
+            out.append(f"<pre>{html.escape(blk[1])}</pre>")
+        elif kind == "list":
+            out.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in blk[1]) + "</ul>")
+        elif kind == "table":
+            out.append(_html_table(blk[1]))
+        elif kind == "figure":
+            _, name, caption, path = blk
+            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+            out.append(f"<figure id='{html.escape(name)}'><img alt='{html.escape(name)}' "
+                       f"src='data:image/png;base64,{data}'><figcaption><b>{html.escape(name)}</b>: "
+                       f"{html.escape(caption)}</figcaption></figure>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_report(store, out, *, analysis=None, draw=None, bootstrap: int = 200, seed: int = 0, public: bool = True,
+                 commands: list[str] | None = None, say=None) -> ReportResult:
+    """Analyse ``store`` (unless ``analysis`` is given), draw its figures into ``out/figures`` (unless ``draw``,
+    a ``DrawResult``, is given) and write ``out/report.md`` and ``out/report.html``.
+
+    ``commands``: the command lines to record (default: this process's command line and the equivalent
+    ``moescale report`` call). A store the analysis cannot handle (too few runs, ...) still gets a report
+    of its runs and store-only figures, with the reason.
+    """
+    from figures.draw import draw_all, store_frames
+    from scaling.claims import final_runs, open_store
+
+    say = say or (lambda msg: None)
+    out = Path(out)
+    st = open_store(store)
+    final, evals, _ = store_frames(st)
+    try:
+        _, excluded = final_runs(st)
+    except MoescaleError:
+        excluded = {}
+    notes = []
+    if analysis is None:
+        say(f"analysis ({bootstrap} bootstrap resamples)")
+        try:
+            from scaling.analysis import analyze
+
+            analysis = analyze(st, bootstrap=bootstrap, seed=seed)
+        except MoescaleError as exc:
+            notes.append(f"analysis skipped: {exc}")
+    out.mkdir(parents=True, exist_ok=True)
+    if draw is None:
+        draw = draw_all(st, out / "figures", analysis, public=public, seed=seed, analyze_missing=False, say=say,
+                        no_analysis_reason="; ".join(notes) or None)
+    fp = data_fingerprint(final, evals)
+    store_path = str(getattr(st, "path", store))
+    if commands is None:
+        commands = []
+        if Path(sys.argv[0]).name in ("moescale", "__main__.py"):
+            commands.append("moescale " + " ".join(sys.argv[1:]))
+        commands.append(f"moescale report --store {store_path} --out {out} --bootstrap {bootstrap} --seed {seed}")
+    blocks = build_blocks(analysis, draw, store_path=store_path, fingerprint=fp, commands=commands, final=final,
+                          excluded=excluded, notes=notes)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md = to_markdown(blocks, base=out)
+    page = to_html(blocks)
+    _write_atomic(md_path, md)
+    _write_atomic(html_path, page)
+    return ReportResult(markdown=md_path, html=html_path, figures_dir=out / "figures", draw=draw, analysis=analysis,
+                        fingerprint=fp, notes=notes)

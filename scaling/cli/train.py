@@ -1,0 +1,26 @@
+"""`moescale train RUN.yaml --out runs/`: one training run into a run directory (runner.train)."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train one model into a run directory",
+        description="Train the TrainConfig of RUN.yaml into OUT/<run_id> (run.json, metrics.jsonl, evals.jsonl, "
+        "checkpoint.pt). Rerunning resumes an interrupted run from its last checkpoint; a finished run is left as "
+        "it is. Several processes: torchrun --nproc_per_node N -m runner.train RUN.yaml --out runs/.",
+    )
+    parser.add_argument("config", metavar="RUN.yaml", help="the run's training config (see data/cpu-tiny-run.yaml)")
+    parser.add_argument("--out", default="runs", help="parent directory of run directories (default: runs/)")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint (also the default)")
+    parser.add_argument("--restart", action="store_true", help="start an unfinished run over instead of resuming")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.set_defaults(func=handler)
+
+
+def handler(args) -> int:
+    from runner.train import run_from_args  # torch is imported here only, never by scaling at import
+
+    return run_from_args(args)
