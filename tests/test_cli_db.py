@@ -191,3 +191,15 @@ def test_reading_commands_never_create_a_store(tmp_path, capsys):
         code, _, err = _main([*args, "--store", missing], capsys)
         assert code == 2 and "no store there" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_ingest_or_import_leaves_no_new_store(tmp_path, capsys):
+    with RunWriter(tmp_path / "bad", "bad", {"n_experts": 4, "top_k": 1}) as w:
+        w.log(1, 10, val_loss=3.0)
+    (tmp_path / "bad" / "metrics.jsonl").write_text('{"step": 1, "tokens": -10, "loss": 1.0}\n')
+    (tmp_path / "lost.csv").write_text("a,b\n1,2\n3\n")
+    new = tmp_path / "new.duckdb"
+    for args in (["ingest", tmp_path / "bad"], ["db", "import", tmp_path / "lost.csv", "--name", "t"]):
+        code, _, err = _main([*args, "--store", new], capsys)
+        assert code == 2 and err.count("\n") == 1
+        assert not new.exists() and not list(tmp_path.glob(".new.duckdb*"))
