@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import yaml
 
+from runner.data import resolve_spec
 from scaling.architecture import Architecture
 from scaling.errors import MoescaleError
 
@@ -214,9 +215,11 @@ class TrainConfig:
     @property
     def run_id(self) -> str:
         """d{d_model}-l{n_layers}-e{n_experts}-k{top_k}-f{d_ff}-{10 hex of sha1}: the hash covers
-        every key that changes what the run computes (architecture, tokens, seed, data, model
+        every key that changes what the run computes (architecture, tokens, seed, data with its
+        defaults resolved, model
         knobs, optimizer, schedule, batch, evaluation settings, dtype), not NON_RESULT_KEYS."""
         payload = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
+        payload["data"] = resolve_spec(payload["data"])
         digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
         a = self.architecture
         return f"d{a.d_model}-l{a.n_layers}-e{a.n_experts}-k{a.top_k}-f{a.d_ff}-{digest}"

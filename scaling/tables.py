@@ -14,7 +14,7 @@ mode (or ``json`` for JSON), and the table DuckDB returns must have exactly the 
 columns and one row per record. Refused, with ``file:line``: an empty file, a header
 with an empty or duplicated column name, a record with more or fewer fields than the
 header, an unterminated quote, malformed or truncated JSON, a JSON value that is not an
-object, a duplicated JSON key. Blank lines are skipped (except in a one-column CSV,
+object, a duplicated JSON key, a number padded with spaces (`` 2.5``). Blank lines are skipped (except in a one-column CSV,
 where a blank line would be a missing value and is refused).
 
 This module sits below the store: it reads files and datasets, and reads a store's
@@ -137,6 +137,7 @@ def _check_csv(file: Path, fmt: str) -> FileShape:
                     f"{file}:{start}: {len(record)} fields, but the header on line 1 has {len(header)}"
                 )
             else:
+                _check_padding(file, start, header, record)
                 rows += 1
             start = reader.line_num + 1
     except csv.Error as exc:
@@ -144,6 +145,18 @@ def _check_csv(file: Path, fmt: str) -> FileShape:
     if header is None:
         raise MoescaleError(f"{file}: empty file; a CSV table needs at least a header line")
     return FileShape(tuple(header), rows)
+
+
+def _check_padding(file, line: int, header, record) -> None:
+    """Refuse a number padded with spaces (' 2.5'): readers disagree on whether it is a
+    number or text, so the table would depend on which one reads it."""
+    for name, field in zip(header, record):
+        if field != field.strip() and field.strip():
+            try:
+                float(field)
+            except ValueError:
+                continue
+            raise MoescaleError(f"{file}:{line}: column {name!r}: number {field!r} is padded with spaces; remove them")
 
 
 def _no_duplicates(where: str):

@@ -9,7 +9,7 @@ from runner.data.synthetic import SyntheticSpec, build_corpus, tokenizer_for
 from runner.data.tokenizer import Tokenizer
 from scaling.errors import MoescaleError
 
-SMALL = dict(n_people=60, exposures=5, val_tokens=4096, eval_examples=200, pointer_symbols=8, arith_modulus=10,
+SMALL = dict(n_people=60, exposures=5, val_tokens=4096, eval_examples=200, pointer_symbols=8, pointer_hops=2, arith_ops=2, arith_modulus=10,
              mixture={"facts": 0.6, "pointer": 0.2, "arith": 0.2})
 
 
@@ -157,3 +157,11 @@ def test_mixture_shares_and_loss_mask(small):
     # facts-only streams still work, and reasoning-only streams take train_tokens
     only = build_corpus(SyntheticSpec(n_people=5, exposures=2, mixture={"pointer": 1}, train_tokens=3000, val_tokens=500), 0)
     assert [t.name for t in only.tasks] == ["pointer"] and 3000 <= len(only.train) < 3100
+
+
+def test_a_reasoning_family_with_too_few_distinct_problems_is_refused():
+    # 4 symbols, 1 hop: 4! * 4 = 96 distinct problems, all of them in a 20k-token training stream
+    spec = SyntheticSpec(n_people=5, exposures=2, mixture={"pointer": 1}, pointer_symbols=4, pointer_hops=1,
+                         train_tokens=20_000, val_tokens=500, eval_examples=50)  # fmt: skip
+    with pytest.raises(MoescaleError, match="pointer problems are unseen in training.*pointer_symbols"):
+        build_corpus(spec, 0)

@@ -86,6 +86,7 @@ def test_check_numeric_names_row_and_column():
 # ----------------------------------------------------------------------------- strict imports (issue 8, point 2)
 
 import gzip  # noqa: E402
+import os  # noqa: E402
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
@@ -102,6 +103,7 @@ from hypothesis import strategies as st  # noqa: E402
         ("dup.csv", "a,a\n1,2\n", r"dup\.csv:1: duplicate column name 'a'"),
         ("noname.csv", "a,\n1,2\n", r"noname\.csv:1: column 2 has an empty name"),
         ("blank1.csv", "a\n1\n\n2\n", r"blank1\.csv:3: blank line in a one-column table"),
+        ("padded.csv", "a,b\n1,2\n3, 2.5\n", r"padded\.csv:3: column 'b': number ' 2.5' is padded with spaces"),
         ("trunc.json", '[{"a": 1}, {"a": 2}, {"a', r"trunc\.json:1: malformed JSON"),
         ("empty.json", "", r"empty\.json: empty file"),
         ("empty_array.json", "[]", r"empty_array\.json: no records"),
@@ -187,7 +189,8 @@ def _cells(df: pd.DataFrame) -> list[list]:
     return out
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("MOESCALE_FUZZ_EXAMPLES", 150)), deadline=None, derandomize=True,
+          database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(edits=EDITS)
 def test_corrupted_csv_is_refused_or_read_as_the_reference_reads_it(tmp_path, edits):
     text = _corrupt(VALID, edits)

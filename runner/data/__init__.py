@@ -43,6 +43,22 @@ class TokenCorpus:
 DATA_KINDS = ("synthetic", "bin", "text")
 
 
+def resolve_spec(spec: dict) -> dict:
+    """The data spec with every default filled in, so that a run id hashed from it changes
+    when a default of the synthetic corpus changes; file specs are returned as given."""
+    from scaling.errors import MoescaleError
+
+    if isinstance(spec, dict) and spec.get("kind") == "synthetic":
+        from runner.data.synthetic import SyntheticSpec
+
+        rest = {k: v for k, v in spec.items() if k != "kind"}
+        try:
+            return {"kind": "synthetic", **SyntheticSpec.from_dict(rest).to_dict()}
+        except MoescaleError as exc:
+            raise MoescaleError(f"data (synthetic): {exc}") from None
+    return spec
+
+
 def load_corpus(spec: dict, seed: int) -> TokenCorpus:
     """The TokenCorpus a data spec names: spec["kind"] is "synthetic" (the other keys go to
     ``runner.data.synthetic.SyntheticSpec.from_dict``, built with ``seed``), "bin" (nanoGPT
