@@ -73,9 +73,11 @@ FAKE_TRAINER = textwrap.dedent('''
         with open(Path(out).parent / "trainings.log", "a") as fh:
             fh.write(f"{config.run_id} {os.getpid()} {start}\\n")
         if start:
-            lines = (d / "metrics.jsonl").read_text().splitlines()
-            keep = [l for l in lines if l.strip().endswith("}") and json.loads(l)["step"] <= start]
-            (d / "metrics.jsonl").write_text("".join(l + "\\n" for l in keep))
+            for name in ("metrics.jsonl", "evals.jsonl"):  # as RunWriter.reopen: drop lines after the checkpoint
+                path = d / name
+                lines = path.read_text().splitlines() if path.exists() else []
+                keep = [l for l in lines if l.strip().endswith("}") and json.loads(l)["step"] <= start]
+                path.write_text("".join(l + "\\n" for l in keep))
             run = json.loads(run_file.read_text())
         else:
             for f in (run_file, ckpt, d / "metrics.jsonl", d / "evals.jsonl"):
@@ -106,9 +108,10 @@ FAKE_TRAINER = textwrap.dedent('''
                 if step % config.checkpoint_every == 0:
                     _atomic_write_json(ckpt, {"step": step})
         with open(d / "evals.jsonl", "a") as fh:
-            fh.write(json.dumps({"step": config.steps, "tokens": config.steps * tokens_per_step, "task": "facts",
-                                 "task_kind": "memorization", "metric": "accuracy", "value": 0.5,
-                                 "n_examples": 10}) + "\\n")
+            if start < config.steps:  # resumed after its last step: the final eval is already kept
+                fh.write(json.dumps({"step": config.steps, "tokens": config.steps * tokens_per_step, "task": "facts",
+                                     "task_kind": "memorization", "metric": "accuracy", "value": 0.5,
+                                     "n_examples": 10}) + "\\n")
         run["status"] = "finished"
         _atomic_write_json(run_file, run)
         return "finished"
