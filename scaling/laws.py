@@ -225,8 +225,16 @@ def _chinchilla_vjp(T, X):
     return f, lambda v: pull(v)[:, [0, 1, 3, 2, 4]]  # pullback columns: e, a, alpha, b, beta
 
 
+def _safe_exp(x: float) -> float:
+    """e^x, inf (not OverflowError) when a runaway fit pushes x past the float range."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def _exp_abe(p):
-    return {"E": math.exp(p["e"]), "A": math.exp(p["a"]), "B": math.exp(p["b"])}
+    return {"E": _safe_exp(p["e"]), "A": _safe_exp(p["a"]), "B": _safe_exp(p["b"])}
 
 
 #: Epoch AI's grid (Besiroglu et al. 2024, after Hoffmann et al. 2022): 5·6·6·5·5 = 4,500 starts.

@@ -122,3 +122,11 @@ def test_formula_rejects_unsafe_or_invalid_input(bad):
 def test_unknown_law_names_the_known_ones():
     with pytest.raises(MoescaleError, match="unknown law 'chinchila'.*chinchilla"):
         get_law("chinchila")
+
+
+def test_derived_constants_of_a_runaway_fit_are_inf_not_an_overflow():
+    from scaling.laws import get_law
+
+    derived = get_law("moe").derived({"e": 800.0, "a": 1.0, "b": -2.0})
+    assert derived["E"] == float("inf")
+    assert derived["A"] == pytest.approx(2.718281828459045) and derived["B"] == pytest.approx(0.1353352832366127)
