@@ -24,6 +24,7 @@ table (``scaling.tables`` does, and imports this module, never the other way).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -153,10 +154,13 @@ def download(name: str) -> Path:
     target = cache_dir() / ds.filename
     if ds.url is None:
         raise MoescaleError(_not_found_message(ds))
+    # folders this call creates are removed again when the download fails: nothing half-done
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{ds.filename}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    ok = False
     try:
         try:
             _fetch(ds.url, tmp)
@@ -169,8 +173,13 @@ def download(name: str) -> Path:
                 f"nothing was written to {target}"
             )
         os.replace(tmp, target)
+        ok = True
     finally:
         tmp.unlink(missing_ok=True)
+        if not ok:
+            for folder in created:  # innermost first
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
     return target
 
 
