@@ -161,6 +161,8 @@ class FitResult:
                          "(use 1000 or more).")
         if self.bootstrap and self.bootstrap.get("n_failed"):
             notes.append(f"WARNING: {self.bootstrap['n_failed']} bootstrap refits did not converge.")
+        if self.law.warnings:
+            notes.extend(self.law.warnings(dict(self.params)))
         if self.law.notes:
             notes.append(self.law.notes)
         return "\n".join(lines + notes)

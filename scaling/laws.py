@@ -78,6 +78,8 @@ class Law:
         positive: variables that must be > 0 (a log is taken of them).
         derived: ``derived(params) -> dict`` of reported quantities (E = exp(e), ...).
         notes: extra lines printed under the summary (e.g. why a form was chosen).
+        warnings: optional ``warnings(params) -> [str]``: lines a fit's summary prints when
+            its parameters mean something implausible (an accuracy above 1).
         shear: optional ``shear(X) -> {(p, q): c}``: the optimizer works in z with
             p = z_p + c·z_q, a linear change of variables that decorrelates parameters
             (a − α·log N = (a − α·c) − α·(log N − c) with c = mean log N); bounded
@@ -100,6 +102,7 @@ class Law:
     positive: tuple[str, ...] = ()
     derived: Callable | None = None
     notes: str = ""
+    warnings: Callable | None = None
     shear: Callable | None = None
 
     @property
@@ -508,6 +511,23 @@ def _sigmoid_model(T, X):
     return a / (1.0 + np.exp(-k * (X["x"] - x0))) + b
 
 
+def _sigmoid_asymptotes(p) -> dict:
+    """The curve's supremum and infimum over x: the larger and smaller of b and a + b."""
+    return {"ceiling": max(p["b"], p["a"] + p["b"]), "floor": min(p["b"], p["a"] + p["b"])}
+
+
+def _sigmoid_warnings(p) -> list[str]:
+    out = []
+    asym = _sigmoid_asymptotes(p)
+    if asym["ceiling"] > 1.0:
+        out.append(f"WARNING: the curve's ceiling max(b, a + b) = {asym['ceiling']:.4g} exceeds 1: "
+                   "as an accuracy law, bound it with --bound a=LO:HI.")
+    if asym["floor"] < 0.0:
+        out.append(f"WARNING: the curve's floor min(b, a + b) = {asym['floor']:.4g} is below 0: "
+                   "as an accuracy law, bound it with --bound a=LO:HI.")
+    return out
+
+
 SIGMOID = Law(
     name="sigmoid",
     params=("a", "k", "x0", "b"),
@@ -519,19 +539,23 @@ SIGMOID = Law(
     # k >= 0 removes the mirror symmetry (a, k, x0, b) -> (-a, -k, x0, a + b), which gives the
     # same curve; a in [-1, 1] and b in [0, 1] keep an accuracy law's asymptotes b and a + b
     # within [-1, 2] and its x -> -inf asymptote b (the ceiling when a < 0, accuracy falling
-    # with loss) within [0, 1].
+    # with loss) within [0, 1]. The other asymptote a + b is reported (``ceiling``/``floor``)
+    # and warned about when it leaves [0, 1].
     bounds={"a": (-1.0, 1.0), "k": (0.0, INF), "b": (0.0, 1.0)},
     start_grid={"a": (-1.0, -0.5, 0.5, 1.0), "k": (0.3, 1.0, 3.0, 10.0), "x0": (0.5, 1.0, 2.0, 3.0), "b": (0.0, 0.25, 0.5, 1.0)},
     default_loss="mse",
-    notes="sigmoid: k >= 0, a in [-1, 1], b in [0, 1] (one parameter set per curve; the ceiling b <= 1 when a < 0).\n"
-    "The other asymptote a + b is not box-bounded: check it when fitting accuracy that rises with x.",
+    derived=_sigmoid_asymptotes,
+    notes="sigmoid: k >= 0, a in [-1, 1], b in [0, 1] (one parameter set per curve; the ceiling b <= 1 when a < 0).",
+    warnings=_sigmoid_warnings,
 )
 _document(SIGMOID, """Accuracy from loss (or log compute), Acc(x) = a/(1 + exp(−k(x − x0))) + b (Bhagia et al. 2024).
 
 Identifiable by construction: k ≥ 0 (the curve is unchanged under (a, k, x0, b) →
 (−a, −k, x0, a + b), so one sign of k is chosen), a ∈ [−1, 1], b ∈ [0, 1]. As x → −∞
 the curve tends to b, as x → +∞ to a + b: for accuracy against loss (a < 0) the
-ceiling b is at most 1 and the floor a + b at least −1. a = 0 leaves k and x0
+ceiling b is at most 1 and the floor a + b at least −1. For accuracy rising with x
+(a > 0) the ceiling is a + b: the fit reports ``ceiling`` = max(b, a + b) and ``floor``
+= min(b, a + b) and its summary warns when either leaves [0, 1]. a = 0 leaves k and x0
 unidentified (a flat curve).""")
 
 

@@ -264,6 +264,18 @@ def test_sigmoid_ceiling_on_ladder_data_is_at_most_one_without_bounds(seed):
     assert np.sqrt(np.mean((res.predict(df) - df["accuracy"]) ** 2)) < 0.045
 
 
+def test_sigmoid_reports_its_asymptotes_and_warns_when_the_ceiling_exceeds_one():
+    # Accuracy rising with x (a > 0): the ceiling is a + b, which box bounds cannot hold to 1.
+    x = np.linspace(0.0, 4.0, 30)
+    y = 0.7 / (1 + np.exp(-2.0 * (x - 2.0))) + 0.5  # ceiling 1.2: not an accuracy
+    res = fit(pd.DataFrame({"x": x, "y": y}), "sigmoid", x={"x": "x"}, y="y", stderr=False)
+    reported = res.law.report(res.params)
+    assert reported["ceiling"] == pytest.approx(1.2, abs=1e-5) and reported["floor"] == pytest.approx(0.5, abs=1e-5)
+    assert "ceiling max(b, a + b) = 1.2 exceeds 1" in res.summary()
+    ok = fit(_ladder(4), "sigmoid", x={"x": "task_loss"}, y="accuracy", stderr=False)
+    assert "exceeds 1" not in ok.summary() and "below 0" not in ok.summary()
+
+
 def test_clark_notes_report_its_weakly_identified_pair():
     from scaling.laws import get_law
 
