@@ -121,13 +121,13 @@ def main(argv=None) -> int:
           f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}")  # fmt: skip
     tps = throughput(args.tokens, args.rounds, args.steps, args.reference)
     dense = tps["dense"]
-    print(f"\n{'model':<26}{'N_active':>10}{'N_total':>10}{'tokens/s':>11}{'dense/this':>12}  target <= {TARGET}x")
+    print(f"\n{'model':<26}{'N_active':>11}{'N_total':>12}{'tokens/s':>11}{'dense/this':>12}  target <= {TARGET}x")
     result = {"threads": args.threads, "tokens_per_step": args.tokens, "tokens_per_s": tps, "ratio": {}}
     for name, (arch, backend) in models(args.reference).items():
         ratio = dense / tps[name]
         result["ratio"][name] = ratio
         verdict = "" if name == "dense" or backend == "reference" else ("ok" if ratio <= TARGET else "MISSED")
-        print(f"{name:<26}{arch.n_active:>10,}{arch.n_total:>10,}{tps[name]:>11,.0f}{ratio:>11.2f}x  {verdict}")
+        print(f"{name:<26}{arch.n_active:>11,}{arch.n_total:>12,}{tps[name]:>11,.0f}{ratio:>11.2f}x  {verdict}")
     if not args.skip_run:
         run = cpu_tiny_run(Path(args.config))
         result["cpu_tiny_run"] = {k: v for k, v in run.items() if k != "summary"}

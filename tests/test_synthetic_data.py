@@ -107,8 +107,10 @@ def test_reasoning_answers_are_correct_and_fresh(small):
     hops = set()
     for p, a in zip(ptr.prompts, ptr.answers):
         w = tok.decode(p).split()
-        f = {w[i]: w[i + 2] for i in range(2, 2 + 4 * 8, 4)}
-        x, k = w[-3], int(w[-2])
+        # "<sep> ptr a f(a) , b f(b) , ... ; k s": pairs of key and image, then the hops and the start
+        f = {w[i]: w[i + 1] for i in range(2, 2 + 3 * 8, 3)}
+        assert sorted(f) == sorted(f.values()) == list("abcdefgh") and w[2 + 3 * 8 - 1] == ";"
+        k, x = int(w[-2]), w[-1]
         chain = []
         for _ in range(k):
             x = f[x]

@@ -47,18 +47,21 @@ class SyntheticSpec:
     tokens (5 sentences of ~9 tokens that each repeat the full name).
 
     Sizing of the default (the ``cpu-tiny`` run data/cpu-tiny-run.yaml: 2 layers, d_model 64,
-    E=4 top-1, 700k tokens in steps of 1,024 tokens, lr 1e-2; it must finish in ~2 minutes on 2
+    E=4 top-1, 1M tokens in steps of 1,024 tokens, lr 1e-2; it must finish in ~2 minutes on 2
     CPU cores). Knowledge: 60 * 38.04 = 2,282 bits. The training stream is 674,952 tokens
-    (60 * 100 * ~45 tokens of biographies = 40% of it), so the run reads it about once and
-    sees each fact ~100 times. Measured with that run through ``moescale train`` (1 thread,
-    2-core machine at load 2-4: 89.7 s wall including 7 evaluations of 10.5 s in all, ~10.8k
-    tokens/s): seed 0 facts accuracy 90.6% (chance 1.6%; 2,113 knowledge bits of 2,282), arith
-    67.6% (chance 20%), pointer 10.2% (chance 12.5%: not learned), val loss 0.265 nats vs
-    unigram entropy 4.20; seed 1: facts 91.4%, arith 35.9%, pointer 9.0%, val loss 0.284 vs
-    4.19. With the mixture 0.4/0.3/0.3 arith reached 34-46% and pointer 12-18%; a higher lr
-    (2e-2) or more tokens (900k) did not help pointer chasing. The number of optimizer steps
-    matters more than tokens: 200 people at 4,096 tokens a step (1M tokens) reached only 12.8%
-    facts accuracy; 80 people at 1,024 tokens a step 87-95%.
+    (60 * 100 * ~45 tokens of biographies = 40% of it), so the run reads it about 1.5 times
+    and sees each fact ~150 times. Measured with that run through ``moescale train``
+    (2026-12-02, quiet 2-core machine): 2 threads, 59.7 s wall, facts accuracy 97.7% (chance
+    1.6%), pointer 100% (chance 12.5%), arith 63.3% (chance 20%), val loss 0.251 nats vs
+    unigram entropy 4.19. With 1 thread a run (other rounding, so another trajectory): seed 0
+    facts 92.6%, pointer 18.4%, arith 84.0%; seed 1 facts 96.1%, pointer 100%, arith 87.1%.
+    Both reasoning skills appear suddenly, at a step that depends on the seed (pointer
+    chasing jumps from chance to ~100% within a few hundred steps, or not within the run):
+    at 700k tokens pointer chasing was still at chance on most seeds, and mixtures that give it
+    more tokens (0.4/0.3/0.3, 0.35/0.3/0.35, 0.4/0.2/0.4) learned it more often but left
+    arith near chance (26-38%). The number of optimizer steps matters more than tokens: 200
+    people at 4,096 tokens a step (1M tokens) reached only 12.8% facts accuracy; 80 people at
+    1,024 tokens a step 87-95%.
 
     Capacity: by the published figure (Allen-Zhu & Li 2024, Part 3.3: ~1 bit/param at 100
     exposures, ~2 at 1000) any cpu-tiny model (the smallest dense one has N_total 147,776)
@@ -73,10 +76,9 @@ class SyntheticSpec:
     intermediate results, so each step is one in-context lookup a 2-layer model can learn).
     Defaults: 1 hop over 8 symbols (8! * 8 = 322k distinct problems, so evaluation problems
     unseen in training are plentiful; 4 symbols have only 96 and build_corpus refuses them)
-    and 1 operation mod 5. Chance: 1/m = 12.5% and 1/p = 20%. Earlier measurements on
-    reasoning-only streams of 1.5M tokens (d_model 64 dense, lr 3e-3, 4,096 tokens a step):
-    1-hop pointer chasing over 6 symbols 34%, 1-op arithmetic mod 5 100%; after 0.5M tokens
-    both still at chance: pointer chasing is the slower skill to appear.
+    and 1 operation mod 5. Chance: 1/m = 12.5% and 1/p = 20%. Pointer problems end with the
+    start symbol and list each image right after its key (see ``runner.data.chains``), so a
+    hop is one induction-head lookup.
 
     Stream: ``mixture`` gives each family's share of training tokens (facts set the size;
     with no facts, ``train_tokens`` does). The validation stream (``val_tokens``) re-renders
