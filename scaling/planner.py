@@ -151,7 +151,7 @@ class Preset:
 _E = (8, 16, 32, 64, 128, 256)
 
 # cpu-tiny: an isoFLOP sparsity sweep that trains on 2 CPU cores with 2 workers in minutes
-# (the body of the demo); times measured with `benchmarks/bench_sweep.py`.
+# (the body of the demo); times measured with `benchmarks/bench_sweep.py` (benchmarks/RESULTS.md).
 CPU_TINY_COMPUTE = (2e11, 4e11, 8e11)
 CPU_TINY_TRAIN: dict = {"data": {"kind": "synthetic"}, "batch_tokens": 4096, "log_interval": 5,
                          "checkpoint_interval": 25}
@@ -159,8 +159,8 @@ CPU_TINY_DESCRIPTION = (
     "isoFLOP sparsity sweep for 2 CPU cores: 2 layers, d_model 64 (head_dim 32), expert width 128, "
     "dense + E 4/8/16 at k 1 + E 4/16 at k 2 (sparsity 1-16), vocab 512, seq_len 128, "
     "budgets C = 2e11, 4e11, 8e11 FLOPs (0.17M-0.9M tokens, 41-221 steps a run, 8.6M tokens in all): "
-    "6 x 3 = 18 runs; about 10 CPU-minutes, so about 5 min with 2 workers on 2 idle cores "
-    "(measured 22 min on a 2-core machine shared at load 6-7)"
+    "6 x 3 = 18 runs; 3.7 min with 2 workers on 2 quiet CPU cores (5.0 min with 1 worker; "
+    "benchmarks/bench_sweep.py), several times that on a busy machine"
 )
 # gpu-small: the same design for one H100/H200 in about an hour (not yet timed on a GPU).
 GPU_SMALL_COMPUTE = (5e15, 1e16, 2e16)
