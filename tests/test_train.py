@@ -81,6 +81,19 @@ def test_config_round_trip_and_run_id(tmp_path):
     assert TrainConfig.from_yaml(path) == c
 
 
+def test_run_id_changes_with_the_synthetic_format(monkeypatch):
+    # The corpus generators' layout changes the tokens of one spec and seed: runs of an older
+    # layout must not be reused as runs of the new one.
+    import runner.data.synthetic as synthetic
+
+    c = TrainConfig(architecture=Architecture(**ARCH), tokens=1024, data={"kind": "synthetic"})
+    on_file = TrainConfig(architecture=Architecture(**ARCH), tokens=1024, data={"kind": "bin", "path": "x"})
+    before = c.run_id, on_file.run_id
+    monkeypatch.setattr(synthetic, "FORMAT", synthetic.FORMAT + 1)
+    assert c.run_id != before[0]
+    assert on_file.run_id == before[1]  # a file's tokens do not depend on our generators
+
+
 def test_from_planned_uses_the_planned_run():
     arch = Architecture(**ARCH)
     run = PlannedRun.create(arch, 10_000, seed=3)

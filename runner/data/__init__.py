@@ -45,15 +45,19 @@ DATA_KINDS = ("synthetic", "bin", "text")
 
 def resolve_spec(spec: dict) -> dict:
     """The data spec with every default filled in, so that a run id hashed from it changes
-    when a default of the synthetic corpus changes; file specs are returned as given."""
+    when a default of the synthetic corpus changes; file specs are returned as given.
+
+    A synthetic spec also gets ``format``, ``runner.data.synthetic.FORMAT``: the version of
+    the generators' text layout, so that runs of an older layout (other tokens from the same
+    spec and seed) are never reused or resumed as runs of the new one."""
     from scaling.errors import MoescaleError
 
     if isinstance(spec, dict) and spec.get("kind") == "synthetic":
-        from runner.data.synthetic import SyntheticSpec
+        from runner.data.synthetic import FORMAT, SyntheticSpec
 
         rest = {k: v for k, v in spec.items() if k != "kind"}
         try:
-            return {"kind": "synthetic", **SyntheticSpec.from_dict(rest).to_dict()}
+            return {"kind": "synthetic", "format": FORMAT, **SyntheticSpec.from_dict(rest).to_dict()}
         except MoescaleError as exc:
             raise MoescaleError(f"data (synthetic): {exc}") from None
     return spec

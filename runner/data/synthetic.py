@@ -33,6 +33,13 @@ def _default_mixture() -> dict:
     return {"facts": 0.4, "pointer": 0.15, "arith": 0.45}
 
 
+#: Version of the generated text's layout. Bump it whenever a change to the generators
+#: (facts, chains, tokenizer) changes the tokens that one spec and seed give: it enters every
+#: synthetic run's run_id (``runner.data.resolve_spec``). 2: pointer chasing lists key-image
+#: pairs and ends its prompt with the start symbol.
+FORMAT = 2
+
+
 @dataclass
 class SyntheticSpec:
     """What the synthetic corpus holds. ``SyntheticSpec()`` is the ``cpu-tiny`` default.
