@@ -185,3 +185,18 @@ def test_fuzzed_arguments_exit_0_or_2_with_one_line_and_nothing_half_done(path, 
         shutil.rmtree(folder)
 
     check()
+
+
+def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
+    # `moescale ... | head` closes stdout early: no traceback and no error line, the exit
+    # status a shell gives a process ended by SIGPIPE.
+    import subprocess
+    import sys
+
+    Store(tmp_path / "s.duckdb").close()
+    cmd = [sys.executable, "-m", "scaling.cli", "db", "sql", "SELECT * FROM range(200000)", "--store", str(tmp_path / "s.duckdb")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().split() == [b"range"]
+    proc.stdout.close()  # 200,000 lines are far more than a pipe holds: the next writes fail
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and stderr == ""

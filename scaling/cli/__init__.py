@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from scaling import __version__
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     except MoescaleError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever it quotes
         return 2
+    except BrokenPipeError:  # `moescale ... | head`: the reader has what it wanted; say nothing
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush can't fail
+        return 141  # what a shell reports for a process ended by SIGPIPE (128 + 13)
     except OSError as exc:  # the file system refused (permissions, a full disk): the user's to fix
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
