@@ -9,9 +9,10 @@ After the in-context reasoning tasks of Allen-Zhu & Li's "Physics of Language Mo
   scratchpad on (the default), else by f^k(s) alone; then ``.``. The prompt ends with s and
   every image follows its key, so each hop is one induction-head lookup (copy the token
   that followed the earlier occurrence of the current one; Olsson et al. 2022, "In-context
-  Learning and Induction Heads"), which a 2-layer model learns in a cpu-tiny run. (An
-  earlier layout, ``a > f , ... ; s k ?``, put two tokens between s and its answer and was
-  not learned at that budget: accuracy stayed at chance.)
+  Learning and Induction Heads"), which a 2-layer model can learn within a cpu-tiny run
+  (when it does depends on the seed: ``runner.data.synthetic.SyntheticSpec``). An earlier
+  layout, ``a > f , ... ; s k ?``, put two tokens between s and its answer; at that budget
+  its accuracy stayed at chance.
 - ``arith`` (variable-binding chain mod p): n operations (1 <= n <= ops) of + - * on digits:
   ``<sep> ari x = 3 , q = x + 4 , w = q * 2 ; w ?`` answered by the values of q, w (here
   7 4 mod 10) with the scratchpad, else the last value alone; then ``.``.
