@@ -23,7 +23,12 @@ accuracy for E = 1 / 4 / 16 at k = 1:
   Mixtral's renormalized ones: 0.136 / 0.407 / 0.138.
 The same seed gives a good or a bad dense model at every learning rate tried, and an MoE of
 the same seed often does the opposite: run-to-run spread (0.1 to 0.8) is far larger than any
-effect of N_total. benchmarks/bench_capacity.py with 100 individuals (3,804 bits), 100
+effect of N_total. The one setting where N_total clearly helped: 800 individuals (30,429
+bits), 100 exposures, 3.6M tokens, lr 1e-2, 512 tokens a step (3.5-5.5 min a model), where
+no model gets far past the plateau: seed 0 accuracy 0.035 / 0.100 / 0.144, knowledge bits
+801 / 4,440 / 5,277 (the order holds); seed 1 0.035 / 0.101 / 0.090, bits 1,295 / 4,293 /
+4,221 (both MoEs hold 3x the dense model's bits, but E = 16 ties E = 4). A test of that
+setting would take ~15 minutes and still fail on one of two seeds. benchmarks/bench_capacity.py with 100 individuals (3,804 bits), 100
 exposures, d_model 8, 512 tokens a step: dense (N_total 7,704) 302 bits, 5.4% accuracy;
 E=32 top-1 (N_total 32,024) 287 bits, 3.4% (benchmarks/RESULTS.md). Strict: once the order
 holds, the test reports XPASS as a failure, and the mark must go.
