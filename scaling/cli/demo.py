@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from scaling.cli import non_negative_int
 from scaling.errors import MoescaleError
 
 PUBLIC = ("chinchilla_epoch", "clark_routing")
@@ -34,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--out", default="demo", metavar="DIR", help="folder for everything (default: demo)")
     p.add_argument("--workers", type=int, default=2, help="training worker processes (default 2)")
     p.add_argument("--preset", default="cpu-tiny", help="the sweep preset to plan (default cpu-tiny)")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="B",
+    p.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="B",
                    help="bootstrap resamples of runs in the analysis (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -124,8 +125,6 @@ def summary(out: Path, sweep_path: Path, n_runs: int, store: Path, result, publi
 def handle(args) -> int:
     if args.workers < 1:
         raise MoescaleError(f"--workers {args.workers}: must be at least 1")
-    if args.bootstrap < 0:
-        raise MoescaleError(f"--bootstrap {args.bootstrap}: must be >= 0")
     began = time.monotonic()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

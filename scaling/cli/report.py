@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from scaling.cli import non_negative_int
 from scaling.errors import MoescaleError
 
 
@@ -23,7 +24,7 @@ def register(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--store", required=True, metavar="PATH", help="the DuckDB store")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report and its figures")
-    p.add_argument("--bootstrap", type=int, default=200, metavar="B", help="bootstrap resamples of runs (default 200)")
+    p.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="B", help="bootstrap resamples of runs (default 200)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("--no-public", action="store_true", help="skip the public-dataset figures")
     p.add_argument("--quiet", action="store_true", help="no progress messages")
@@ -33,8 +34,6 @@ def register(sub) -> None:
 def handle(args) -> int:
     from pathlib import Path
 
-    if args.bootstrap < 0:
-        raise MoescaleError(f"--bootstrap {args.bootstrap}: must be >= 0")
     if not Path(args.store).is_file():
         raise MoescaleError(f"{args.store}: no such store file")
     from figures.report import write_report  # lazy: matplotlib and the analysis load only for this command
