@@ -7,7 +7,7 @@ STAMP       := $(VENV)/.installed
 MOESCALE_DATA ?= $(abspath ../shared/datasets)
 export MOESCALE_DATA
 
-.PHONY: install test test-experiments demo bench clean
+.PHONY: install test demo bench clean
 
 install: $(STAMP)
 
@@ -21,10 +21,6 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
-
-# Training experiments that take minutes and whose outcome is still open (see benchmarks/RESULTS.md).
-test-experiments: $(STAMP)
-	$(BIN)/python -m pytest -m experiment -rxX -s
 
 # The end-to-end path, offline on 2 CPU cores: plan the cpu-tiny sweep, train it (finished runs are
 # reused on a rerun), ingest, fit, test the claims, find the optimum per budget, draw the figures and

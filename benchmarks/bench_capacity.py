@@ -11,7 +11,7 @@ bits per total parameter, next to the published values. It calibrates the corpus
 it measures is reported whether it matches or not.
 
     .venv/bin/python benchmarks/bench_capacity.py              # the published setting (long on CPU)
-    .venv/bin/python benchmarks/bench_capacity.py --quick      # a few minutes: a smaller knowledge base
+    .venv/bin/python benchmarks/bench_capacity.py --quick      # ~5 minutes: tests/test_capacity.py's setting, E = 32
 """
 
 from __future__ import annotations
@@ -35,15 +35,17 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n-people", type=int, default=12_000)
     ap.add_argument("--exposures", type=int, default=100)
-    ap.add_argument("--d-model", type=int, default=32)
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--heads", type=int, default=4, help="attention heads (4: the name lookup is learned on every seed tried)")
+    ap.add_argument("--d-ff", type=int, default=32, help="width of the dense FFN and of each expert")
     ap.add_argument("--experts", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--batch-tokens", type=int, default=1024)
+    ap.add_argument("--batch-tokens", type=int, default=512)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--quick", action="store_true", help="n_people 400, 8 experts: minutes instead of hours")
+    ap.add_argument("--quick", action="store_true", help="n_people 720 (tests/test_capacity.py's knowledge base): minutes, not hours")
     args = ap.parse_args(argv)
     if args.quick:
-        args.n_people, args.experts = 400, 8
+        args.n_people = 720
     torch.set_num_threads(args.threads)
 
     data = {"kind": "synthetic", "n_people": args.n_people, "exposures": args.exposures, "mixture": {"facts": 1.0},
@@ -56,7 +58,7 @@ def main(argv=None) -> None:
     rows = []
     with tempfile.TemporaryDirectory() as out:
         for experts in (1, args.experts):
-            arch = Architecture(d_model=args.d_model, n_layers=2, n_heads=1, d_ff=2 * args.d_model, n_experts=experts,
+            arch = Architecture(d_model=args.d_model, n_layers=2, n_heads=args.heads, d_ff=args.d_ff, n_experts=experts,
                                 top_k=1, vocab_size=vocab, seq_len=128)  # fmt: skip
             config = TrainConfig(architecture=arch, tokens=stream_tokens, data=data, lr=args.lr, batch_tokens=args.batch_tokens,
                                  checkpoint_interval=10**9, log_interval=10**9, device="cpu")  # fmt: skip

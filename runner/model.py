@@ -20,6 +20,12 @@ from runner.moe import MoE
 from scaling.architecture import Architecture
 from scaling.errors import MoescaleError
 
+#: Version of what the model computes for one config. Bump it whenever a change to
+#: ``runner.model`` or ``runner.moe`` changes a run's numbers: it enters every run_id
+#: (``runner.train.TrainConfig.run_id``), so runs of an older model are not reused.
+#: 2: top-1 gates are the softmax probability (Switch), no longer the constant 1.
+MODEL_VERSION = 2
+
 
 @dataclass
 class ModelConfig:

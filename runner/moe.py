@@ -23,7 +23,7 @@ class Routing:
     """What the router decided for T tokens.
 
     logits (T, E) float32, probs (T, E) = softmax(logits), topk_ids (T, k) int64,
-    topk_weights (T, k) = the chosen probs renormalized to sum to 1 over the k.
+    topk_weights (T, k) = the chosen probs, renormalized to sum to 1 over the k when k > 1.
     """
 
     logits: torch.Tensor
@@ -33,10 +33,13 @@ class Routing:
 
 
 class TopKRouter(nn.Module):
-    """Token-choice top-k router of Mixtral (Jiang et al. 2024, arXiv 2401.04088).
+    """Token-choice top-k router of Mixtral (Jiang et al. 2024, arXiv 2401.04088); top-1 as Switch.
 
-    logits = x @ W_r (no bias); p = softmax(logits); keep the k largest p and renormalize
-    them: w_j = p_j / sum_{i in top-k} p_i. Softmax and renormalization run in at least float32.
+    logits = x @ W_r (no bias); p = softmax(logits); keep the k largest p and, for k > 1,
+    renormalize them: w_j = p_j / sum_{i in top-k} p_i (Mixtral). For k = 1 the gate is p_j
+    itself (Switch Transformer, Fedus et al. 2022, eq. 2): renormalized, a single gate is the
+    constant 1 and the router would learn from the auxiliary losses alone, never from the
+    language-modeling loss. Softmax and renormalization run in at least float32.
     x (T, D) -> Routing.
     """
 
@@ -50,7 +53,7 @@ class TopKRouter(nn.Module):
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         probs = torch.softmax(logits, dim=-1)
         topk_probs, topk_ids = probs.topk(self.top_k, dim=-1)
-        topk_weights = topk_probs / topk_probs.sum(dim=-1, keepdim=True)
+        topk_weights = topk_probs / topk_probs.sum(dim=-1, keepdim=True) if self.top_k > 1 else topk_probs
         return Routing(logits, probs, topk_ids, topk_weights)
 
 

@@ -216,10 +216,13 @@ class TrainConfig:
     def run_id(self) -> str:
         """d{d_model}-l{n_layers}-e{n_experts}-k{top_k}-f{d_ff}-{10 hex of sha1}: the hash covers
         every key that changes what the run computes (architecture, tokens, seed, data with its
-        defaults resolved, model
-        knobs, optimizer, schedule, batch, evaluation settings, dtype), not NON_RESULT_KEYS."""
+        defaults resolved, model knobs, optimizer, schedule, batch, evaluation settings, dtype)
+        and the model's version (``runner.model.MODEL_VERSION``), not NON_RESULT_KEYS."""
+        from runner.model import MODEL_VERSION
+
         payload = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
         payload["data"] = resolve_spec(payload["data"])
+        payload["model_version"] = MODEL_VERSION
         digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
         a = self.architecture
         return f"d{a.d_model}-l{a.n_layers}-e{a.n_experts}-k{a.top_k}-f{a.d_ff}-{digest}"

@@ -39,6 +39,22 @@ def test_router_renormalizes_over_the_chosen_k():
     np.testing.assert_allclose(r.probs.double().numpy(), p, rtol=1e-5, atol=1e-7)
 
 
+def test_top1_gate_is_the_softmax_probability_and_trains_the_router():
+    torch.manual_seed(0)
+    router = _init(TopKRouter(d_model=16, n_experts=8, top_k=1))
+    x = torch.randn(10, 16)
+    r = router(x)
+    logits = (x.double() @ router.gate.weight.double().T).detach().numpy()
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_array_equal(r.topk_ids[:, 0].numpy(), p.argmax(1))
+    np.testing.assert_allclose(r.topk_weights[:, 0].double().detach().numpy(), p.max(1), rtol=1e-5)
+    assert (r.topk_weights < 0.999).all()  # not the constant 1 of a renormalized single gate
+    # the weight carries the output's gradient back to the router
+    r.topk_weights.sum().backward()
+    assert router.gate.weight.grad.abs().sum() > 0
+
+
 def test_load_balancing_loss_is_one_when_balanced():
     # E tokens whose probabilities are the cyclic shifts of one distribution: every column
     # of probs averages 1/E, and the top-k picks cover every expert exactly k times.

@@ -94,6 +94,16 @@ def test_run_id_changes_with_the_synthetic_format(monkeypatch):
     assert on_file.run_id == before[1]  # a file's tokens do not depend on our generators
 
 
+def test_run_id_changes_with_the_model_version(monkeypatch):
+    # A change to what the model computes (runner.model.MODEL_VERSION): no old run is reused.
+    import runner.model as model
+
+    c = TrainConfig(architecture=Architecture(**ARCH), tokens=1024, data={"kind": "bin", "path": "x"})
+    before = c.run_id
+    monkeypatch.setattr(model, "MODEL_VERSION", model.MODEL_VERSION + 1)
+    assert c.run_id != before
+
+
 def test_from_planned_uses_the_planned_run():
     arch = Architecture(**ARCH)
     run = PlannedRun.create(arch, 10_000, seed=3)
