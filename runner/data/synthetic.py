@@ -58,10 +58,12 @@ class SyntheticSpec:
     CPU cores). Knowledge: 60 * 38.04 = 2,282 bits. The training stream is 674,952 tokens
     (60 * 100 * ~45 tokens of biographies = 40% of it), so the run reads it about 1.5 times
     and sees each fact ~150 times. Measured with that run through ``moescale train``
-    (2026-12-02, quiet 2-core machine): 2 threads, 59.7 s wall, facts accuracy 97.7% (chance
-    1.6%), pointer 100% (chance 12.5%), arith 63.3% (chance 20%), val loss 0.251 nats vs
-    unigram entropy 4.19. With 1 thread a run (other rounding, so another trajectory): seed 0
-    facts 92.6%, pointer 18.4%, arith 84.0%; seed 1 facts 96.1%, pointer 100%, arith 87.1%.
+    (2026-12-02, quiet 2-core machine, Switch-style top-1 gates): 2 threads, 40.1 s wall,
+    facts accuracy 99.6% (chance 1.6%), pointer 59.8% (chance 12.5%), arith 60.2% (chance
+    20%), val loss 0.252 nats vs unigram entropy 4.19. Earlier, with Mixtral's constant top-1
+    gate: 2 threads facts 97.7%, pointer 100%, arith 63.3%; 1 thread a run (other rounding,
+    so another trajectory) seed 0 facts 92.6%, pointer 18.4%, arith 84.0%, seed 1 facts
+    96.1%, pointer 100%, arith 87.1%.
     Both reasoning skills appear suddenly, at a step that depends on the seed (pointer
     chasing jumps from chance to ~100% within a few hundred steps, or not within the run):
     at 700k tokens pointer chasing was still at chance on most seeds, and mixtures that give it
