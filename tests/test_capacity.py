@@ -45,9 +45,9 @@ def test_memorization_rises_with_total_parameters(tmp_path):
     spec = SyntheticSpec.from_dict({k: v for k, v in DATA.items() if k != "kind"})
     configs = [_config(e, tokenizer_for(spec).vocab_size) for e in EXPERTS]
     backend = LocalBackend(workers=2, threads=1, gpus=[])
-    try:  # the longest runs first: E = 4 and E = 2 side by side, then dense
-        handles = {c.run_id: h for c, h in zip(configs[::-1], backend.submit([RunTask(c.run_id, c, str(tmp_path), None, threads=1) for c in configs[::-1]]))}
-        outcomes = {run_id: backend.result(h) for run_id, h in handles.items()}
+    tasks = [RunTask(c.run_id, c, str(tmp_path), None, threads=1) for c in reversed(configs)]  # the longest first
+    try:
+        outcomes = {t.run_id: backend.result(h) for t, h in zip(tasks, backend.submit(tasks))}
     finally:
         backend.close()
     results = []
