@@ -159,7 +159,7 @@ CPU_TINY_DESCRIPTION = (
     "isoFLOP sparsity sweep for 2 CPU cores: 2 layers, d_model 64 (head_dim 32), expert width 128, "
     "dense + E 4/8/16 at k 1 + E 4/16 at k 2 (sparsity 1-16), vocab 512, seq_len 128, "
     "budgets C = 2e11, 4e11, 8e11 FLOPs (0.17M-0.9M tokens, 41-221 steps a run, 8.6M tokens in all): "
-    "6 x 3 = 18 runs; 3.7 min with 2 workers on 2 quiet CPU cores (5.0 min with 1 worker; "
+    "6 x 3 = 18 runs; 2.8-3.7 min with 2 workers on 2 quiet CPU cores (3.7-5.0 min with 1 worker; "
     "benchmarks/bench_sweep.py), several times that on a busy machine"
 )
 # gpu-small: the same design for one H100/H200 in about an hour (not yet timed on a GPU).
