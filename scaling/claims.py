@@ -28,14 +28,11 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import MoescaleError
+from scaling.laws import ACTIVE_X, MOE_X
 
 __all__ = ["ClaimsResult", "test_claims", "final_runs", "budget_groups", "resample_runs", "refit_weighted",
            "MOE_X", "ACTIVE_X", "MIN_RUNS"]
 
-#: The moe law's variables as columns of the ``final`` view.
-MOE_X = {"N": "n_total", "s": "sparsity", "n_exp": "n_experts", "D": "tokens"}
-#: The N_active alternative: the chinchilla law in (N_active, D).
-ACTIVE_X = {"N": "n_active", "D": "tokens"}
 #: Finished runs the claims need: the moe law's 7 free parameters plus 3.
 MIN_RUNS = 10
 

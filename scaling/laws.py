@@ -307,6 +307,11 @@ MOE_NOTES = (
     "at fixed N_total and s carry their own penalty. Dense models (s = n_exp = 1) reduce to chinchilla."
 )
 
+#: The moe law's variables as columns of the store's ``final`` view (its default mapping).
+MOE_X = {"N": "n_total", "s": "sparsity", "n_exp": "n_experts", "D": "tokens"}
+#: The N_active alternative: the chinchilla law in (N_active, D) over ``final``'s columns.
+ACTIVE_X = {"N": "n_active", "D": "tokens"}
+
 MOE = Law(
     name="moe",
     params=("e", "a", "b", "alpha", "beta", "gamma", "lam"),

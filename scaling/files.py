@@ -1,0 +1,53 @@
+"""Atomic file writes: the one place the project turns a finished temp file into its target.
+
+A reader never sees a half-written file: the bytes go to a hidden temp file beside the
+target (same directory, so the rename stays on one file system), are flushed and fsynced,
+and ``os.replace`` swaps them in. On any error the temp file is removed and the target is
+left as it was. New files get the mode an ordinary ``open`` would give (0666 less the
+umask), not ``mkstemp``'s 0600.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+__all__ = ["atomic_path", "atomic_write"]
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temp path beside ``path``; on a clean exit it replaces ``path``, on an error it is removed.
+
+    For writers that want a file name (``savefig``, ``torch.save``, DuckDB ``COPY``): the temp
+    name keeps the target's suffix, so formats inferred from the extension still work.
+    """
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path, data: str | bytes, *, encoding: str = "utf-8") -> None:
+    """Write ``data`` (text or bytes) to ``path`` atomically (see the module docstring)."""
+    with atomic_path(path) as tmp:
+        if isinstance(data, bytes):
+            tmp.write_bytes(data)
+        else:
+            tmp.write_text(data, encoding=encoding)
