@@ -36,7 +36,7 @@ def main() -> int:
 
     warnings.simplefilter("ignore")
     from scaling.analysis import analyze
-    from scaling.claims import MOE_X
+    from scaling.laws import MOE_X
     from scaling.fitting import fit
     from scaling.simulate import write_store
 

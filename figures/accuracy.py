@@ -21,7 +21,7 @@ def task_table(final: pd.DataFrame, evals: pd.DataFrame, metric: str = "accuracy
     (``scaling.accuracy.accuracy_table``) plus density, sparsity, top_k and the isoFLOP budget label
     (``scaling.claims.budget_groups`` of active FLOPs)."""
     from scaling.accuracy import accuracy_table
-    from scaling.claims import budget_groups
+    from scaling.budgets import budget_groups
 
     if evals is None or not len(evals):
         raise NoData("the store has no evals rows (no task accuracy)")

@@ -44,7 +44,7 @@ def _densest(metrics: pd.DataFrame, candidates) -> str:
 
 
 def _with_runs(metrics: pd.DataFrame, final: pd.DataFrame, name: str) -> pd.DataFrame:
-    from scaling.claims import budget_groups
+    from scaling.budgets import budget_groups
 
     m = metrics[metrics["name"] == name][["run_id", "step", "tokens", "value"]]
     cols = ["run_id", "sparsity", "n_experts", "top_k", "active_flops"]

@@ -1,10 +1,10 @@
 """Draw every figure a store (and the public datasets) has data for, saying which were skipped and why.
 
-``draw_all(store, out)`` is what ``moescale figures`` and the report call. Figures that need
-the analysis (the accuracy GLM, the isoFLOP minima, the optimum, the moe fit) take it from
-``analysis`` (a ``scaling.analysis.Analysis``) or run ``scaling.analysis.analyze`` once;
-when the analysis cannot run (too few runs, ...) those figures are skipped with its reason
-and the others are still drawn.
+``draw_all(store, out, analysis)`` draws from the store's views and from an ``Analysis`` it is
+given (``scaling.analysis.analyze``, run once by the caller: ``scaling.demo.draw_store``, the
+report, the demo); it never runs one. Figures that need the analysis (the accuracy GLM, the
+isoFLOP minima, the optimum, the moe fit) are skipped with the reason when ``analysis`` is
+None, and the others are still drawn. The public-dataset fits come from ``scaling.public_fits``.
 """
 
 from __future__ import annotations
@@ -47,11 +47,17 @@ class DrawResult:
     ("fit": the Chinchilla FitResult, "clark": router -> FitResult)."""
 
     out: Path
-    figures: dict = field(default_factory=dict)
-    skipped: dict = field(default_factory=dict)
+    figures: dict[str, list[Path]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
     analysis: object = None
-    notes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     public_fits: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """out, figures (name -> written paths), skipped (name -> reason) and notes; the analysis and the
+        public fits serialize themselves."""
+        return {"out": str(self.out), "figures": {k: [str(p) for p in v] for k, v in self.figures.items()},
+                "skipped": dict(self.skipped), "notes": list(self.notes)}
 
     def summary(self) -> str:
         lines = [f"figures in {self.out}/:"]
@@ -67,22 +73,23 @@ class DrawResult:
 
 def store_frames(store):
     """(final, evals, metrics) DataFrames of a store (a Store or a store path)."""
-    from scaling.claims import open_store
+    from scaling.final import open_store
 
     st = open_store(store)
     return st.sql("SELECT * FROM final"), st.sql("SELECT * FROM evals"), st.sql("SELECT * FROM metrics")
 
 
-def draw_all(store, out, analysis=None, *, bootstrap: int = 200, seed: int = 0, public: bool = True,
-             formats=("png", "pdf"), analyze_missing: bool = True, public_bootstrap: int = 200, say=None,
-             no_analysis_reason: str | None = None) -> DrawResult:
+def draw_all(store, out, analysis, *, public: bool = True, formats=("png", "pdf"), seed: int = 0,
+             public_bootstrap: int = 200, say=None, no_analysis_reason: str | None = None,
+             frames=None) -> DrawResult:
     """Draw every figure of ``FIGURES`` the data allow into ``out`` (PNG and PDF each).
 
-    ``store``: a Store or store path. ``analysis``: a precomputed ``Analysis``; else, with
-    ``analyze_missing``, ``analyze(store, bootstrap=bootstrap, seed=seed)`` is run once.
-    ``public``: also the public-dataset figures (skipped, saying so, when their files are absent).
-    ``say``: optional callable(str) for progress lines. ``no_analysis_reason``: why ``analysis`` is None
-    (said in the skipped figures' reasons).
+    ``store``: a Store or store path. ``analysis``: the store's ``Analysis``, or None when it could not
+    run (``no_analysis_reason`` says why, in the skipped figures' reasons). ``frames``: the store's
+    (final, evals, metrics) when the caller already holds them (``store_frames``), else they are read.
+    ``public``: also the public-dataset figures (skipped, saying so, when their files are absent), their
+    fits made by ``scaling.public_fits`` with ``public_bootstrap`` refits for the Chinchilla band and
+    ``seed``. ``say``: optional callable(str) for progress lines.
     """
     import matplotlib
 
@@ -90,32 +97,17 @@ def draw_all(store, out, analysis=None, *, bootstrap: int = 200, seed: int = 0, 
     from figures import accuracy as acc_fig
     from figures import curves, loss, public as pub
     from figures.style import save
+    from scaling import public_fits
 
     out = Path(out)
-    result = DrawResult(out=out)
+    result = DrawResult(out=out, analysis=analysis)
     say = say or (lambda msg: None)
-    from scaling.claims import open_store
-
-    st = open_store(store)
-    final, evals, metrics = store_frames(st)
-    if analysis is None and analyze_missing:
-        say(f"analysis ({bootstrap} bootstrap resamples)")
-        try:
-            from scaling.analysis import analyze
-
-            analysis = analyze(st, bootstrap=bootstrap, seed=seed)
-        except MoescaleError as exc:
-            result.notes.append(f"note: analysis failed, its figures are skipped: {exc}")
-            analysis_reason = f"no analysis: {exc}"
-        else:
-            analysis_reason = ""
-    else:
-        analysis_reason = "" if analysis is not None else f"no analysis: {no_analysis_reason or 'none given'}"
-    result.analysis = analysis
+    final, evals, metrics = frames if frames is not None else store_frames(store)
+    analysis_reason = "" if analysis is not None else f"no analysis: {no_analysis_reason or 'none given'}"
 
     def need_analysis(part: str):
         if analysis is None:
-            raise MoescaleError(analysis_reason or "no analysis")
+            raise MoescaleError(analysis_reason)
         value = getattr(analysis, part)
         if value is None:
             notes = "; ".join(n for n in analysis.notes if part in n or "evals" in n)
@@ -151,13 +143,13 @@ def draw_all(store, out, analysis=None, *, bootstrap: int = 200, seed: int = 0, 
 
         def chinchilla():
             say("Chinchilla fit on chinchilla_epoch")
-            res, samples = pub.chinchilla_epoch_fit(samples=public_bootstrap, seed=seed)
+            res, samples = public_fits.chinchilla_epoch_fit(samples=public_bootstrap, seed=seed)
             chin["fit"] = res
             return pub.chinchilla_fit(res, samples)
 
         def clark():
             say("clark law on clark_routing")
-            data, fits = pub.clark_fits()
+            data, fits = public_fits.clark_fits()
             chin["clark"] = fits
             return pub.clark_experts(data, fits)
 

@@ -18,7 +18,7 @@ _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
 def budget_labels(final: pd.DataFrame) -> np.ndarray:
     """The isoFLOP budget of each run: active FLOPs grouped within 5% (``scaling.claims.budget_groups``)."""
-    from scaling.claims import budget_groups
+    from scaling.budgets import budget_groups
 
     return budget_groups(final["active_flops"].to_numpy(dtype=float))
 

@@ -1,10 +1,9 @@
-"""Figures from the public reference datasets (``scaling.datasets``; found through MOESCALE_DATA):
-the Chinchilla fit on Epoch AI's extraction of Hoffmann et al.'s data (Besiroglu et al. 2024, arXiv
-2404.10102) and Clark et al. 2022's loss against expert count per model size with the fitted
-``clark`` law (arXiv 2202.01169).
+"""Figures from the public reference datasets: the Chinchilla fit on Epoch AI's extraction of Hoffmann et
+al.'s data (Besiroglu et al. 2024, arXiv 2404.10102) and Clark et al. 2022's loss against expert count per
+model size with the fitted ``clark`` law (arXiv 2202.01169).
 
-The ``*_fit`` functions load and fit (the same fits as README "Fitting scaling laws" and
-tests/test_published_fits.py); the figure functions take the data and the results.
+The fits are made by ``scaling.public_fits`` (``chinchilla_epoch_fit``, ``clark_fits``); the figure
+functions here take their data and results and only draw.
 """
 
 from __future__ import annotations
@@ -14,73 +13,7 @@ import pandas as pd
 
 from figures.style import NoData, format_count, level_colors, log2_axis, log_axis, new_figure, styled
 
-__all__ = ["dataset_file", "chinchilla_epoch_fit", "clark_fits", "chinchilla_fit", "clark_experts",
-           "CHINCHILLA_X", "CHINCHILLA_WHERE", "CLARK_ROUTERS"]
-
-CHINCHILLA_X = {"N": '"Model Size"', "D": '"Training FLOP"/(6*"Model Size")'}
-# Epoch AI drop the five highest losses (README "Fitting scaling laws").
-CHINCHILLA_WHERE = "loss < (SELECT loss FROM data ORDER BY loss DESC LIMIT 1 OFFSET 4)"
-CLARK_ROUTERS = ("S-Base", "RL-R", "Hash")
-CLARK_X = {"N": "dense_parameter_count", "E": "CASE WHEN router_type = 'Dense' THEN 1 ELSE num_experts END"}
-
-
-def _clark_where(router: str) -> str:
-    return ("step = (SELECT max(step) FROM data d2 WHERE d2.hyper_id = data.hyper_id) "
-            f"AND routing_frequency = 0.5 AND k = 1 AND seed = 42 AND router_type IN ('Dense', '{router}')")
-
-
-def dataset_file(name: str):
-    """The local file of a registered dataset, never downloading; NoData saying where to put it when absent."""
-    from scaling import datasets
-    from scaling.errors import MoescaleError
-
-    try:
-        return datasets.path(name, download_missing=False)
-    except MoescaleError as exc:
-        raise NoData(str(exc)) from None
-
-
-def chinchilla_epoch_fit(bootstrap: int = 0, seed: int = 0, samples: int = 0):
-    """Epoch AI's Chinchilla replication: the ``chinchilla`` law fitted to ``chinchilla_epoch`` with Huber
-    δ = 1e-3 on 4,500 starts, the 5 highest losses dropped. Returns (FitResult, bootstrap parameter
-    samples (samples, n_params) or None)."""
-    from scaling.fitting import fit
-
-    path = dataset_file("chinchilla_epoch")
-    res = fit(str(path), "chinchilla", x=CHINCHILLA_X, y="loss", where=CHINCHILLA_WHERE, bootstrap=bootstrap,
-              seed=seed, stderr=False)
-    return res, (_refit_samples(res, samples, seed) if samples else None)
-
-
-def _refit_samples(res, n: int, seed: int):
-    from scaling.claims import refit_weighted, resample_runs
-
-    w = resample_runs(np.arange(len(res.data)), n, seed)
-    P, ok = refit_weighted(res, w)
-    return P[ok]
-
-
-def clark_fits(routers=CLARK_ROUTERS) -> tuple[pd.DataFrame, dict]:
-    """Clark et al. 2022's ``clark`` law fitted per router to the final validation loss of the
-    routing-frequency-0.5, k = 1, seed-42 runs with the dense baselines (as tests/test_published_fits.py).
-    Returns (those runs: router, N, E, loss, model_size_label; {router: FitResult})."""
-    from scaling.fitting import fit
-    from scaling.tables import read_file
-
-    path = dataset_file("clark_routing")
-    fits = {r: fit(str(path), "clark", x=CLARK_X, y="loss_validation", where=_clark_where(r), stderr=False)
-            for r in routers}
-    curves = read_file(path)
-    last = curves[curves["step"] == curves.groupby("hyper_id")["step"].transform("max")]
-    last = last[(last["routing_frequency"] == 0.5) & (last["k"] == 1) & (last["seed"] == 42)]
-    rows = []
-    for r in routers:
-        sub = last[last["router_type"].isin(["Dense", r])]
-        rows.append(pd.DataFrame({"router": r, "N": sub["dense_parameter_count"].to_numpy(dtype=float),
-                                  "E": np.where(sub["router_type"] == "Dense", 1, sub["num_experts"]).astype(float),
-                                  "loss": sub["loss_validation"].to_numpy(dtype=float),
-                                  "model_size_label": sub["model_size_label"].to_numpy()}))
-    return pd.concat(rows, ignore_index=True), fits
+__all__ = ["chinchilla_fit", "clark_experts"]
 
 
 @styled

@@ -1,12 +1,14 @@
 """The report of a store: ``report.md`` and a self-contained ``report.html`` (figures embedded as base64).
 
-``write_report(store, out)`` runs the analysis (``scaling.analysis.analyze``) unless given one,
-draws the figures (``figures.draw.draw_all``) into ``out/figures/`` and writes both documents
-with: the data fingerprint and the exact commands, the headline answers, the seed papers'
-claims set against these runs (agree / disagree, said plainly), the claims table with verdicts,
-the accuracy questions, the fits with their CIs, the optimum per budget and objective, the
+``write_report(store, out, analysis=...)`` renders an ``Analysis`` it is given (run once by the
+caller, ``scaling.analysis.analyze``; None when it could not run, with the reason in ``notes``),
+draws the figures (``figures.draw.draw_all``) into ``out/figures/`` unless given them, and writes
+both documents with: the data fingerprint and the exact commands, the headline answers, the seed
+papers' claims set against these runs (``scaling.papers.paper_comparison``: agree / disagree, said
+plainly), the claims table with verdicts, the accuracy questions, the fits with their CIs, the
+optimum per budget and objective, the public-dataset fits against their published values, the
 figures (with what was skipped and why) and the runs table. Both files are written last and
-atomically (temp file, then rename).
+atomically (``scaling.files.atomic_write``).
 """
 
 from __future__ import annotations
@@ -15,25 +17,27 @@ import base64
 import datetime as _dt
 import hashlib
 import html
-import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from scaling.errors import MoescaleError
+from scaling.files import atomic_write
+from scaling.papers import format_value, paper_comparison
+from scaling.public_fits import EPOCH_PUBLISHED
 
-__all__ = ["ReportResult", "write_report", "data_fingerprint", "paper_comparison", "build_blocks", "to_markdown",
-           "to_html"]
+if TYPE_CHECKING:
+    from figures.draw import DrawResult
+
+__all__ = ["ReportResult", "write_report", "data_fingerprint", "build_blocks", "to_markdown", "to_html"]
 
 RUN_COLUMNS = ["run_id", "n_layers", "d_model", "n_experts", "top_k", "sparsity", "n_total", "n_active", "tokens",
                "tpp", "active_flops", "val_loss"]
-#: Epoch AI's published Chinchilla estimates (Besiroglu et al. 2024), for the public-data section.
-EPOCH_PUBLISHED = {"E": 1.8172, "A": 477.84, "B": 2143.86, "alpha": 0.3473, "beta": 0.3672}
 
 
 @dataclass
@@ -43,10 +47,16 @@ class ReportResult:
     markdown: Path
     html: Path
     figures_dir: Path
-    draw: object
+    draw: DrawResult
     analysis: object
     fingerprint: str
-    notes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """The documents' and figures' paths, the figures drawn and skipped (``DrawResult.to_json``), the
+        data fingerprint and the notes; the analysis serializes itself."""
+        return {"markdown": str(self.markdown), "html": str(self.html), "figures_dir": str(self.figures_dir),
+                "draw": self.draw.to_json(), "fingerprint": self.fingerprint, "notes": list(self.notes)}
 
     def summary(self) -> str:
         return "\n".join([f"report: {self.markdown}", f"        {self.html}", f"figures: {self.figures_dir}/ "
@@ -70,97 +80,6 @@ def data_fingerprint(final: pd.DataFrame, evals: pd.DataFrame | None = None) -> 
 
 
 # --------------------------------------------------------------------------- content
-
-
-def _fmt(v, digits: int = 4) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, (bool, np.bool_)):
-        return "yes" if v else "no"
-    if isinstance(v, (int, np.integer)):
-        return f"{int(v):,}" if abs(int(v)) >= 10000 else str(int(v))
-    if isinstance(v, (float, np.floating)):
-        if not math.isfinite(float(v)):
-            return "" if math.isnan(float(v)) else ("inf" if v > 0 else "-inf")
-        v = float(v)
-        if v != 0 and (abs(v) >= 1e5 or abs(v) < 1e-3):
-            return f"{v:.{digits - 1}e}"
-        return f"{v:.{digits}g}"
-    return str(v)
-
-
-def _ci(est, lo, hi) -> str:
-    if lo is None or hi is None or not (np.isfinite(lo) and np.isfinite(hi)):
-        return _fmt(est)
-    return f"{_fmt(est)} [{_fmt(lo)}, {_fmt(hi)}]"
-
-
-def paper_comparison(analysis) -> pd.DataFrame:
-    """The seed papers' claims set against the analysis: paper, claim, ours (the number), verdict
-    (agrees / disagrees / not testable), one row each.
-
-    Liew et al. 2026: sparsity matters beyond N_total (gamma != 0); n_experts and top_k do not quite
-    cancel (lam != 0); N_total and s describe loss better than N_active (ΔAIC > 0).
-    Nakamura et al. 2025: at equal loss active compute does not change memorization (b_flops CI holds 0);
-    it raises reasoning (b_flops > 0); reasoning accuracy peaks near 20 tokens per parameter (an interior
-    peak whose CI reaches [10, 40]).
-    """
-    rows = []
-    claims = getattr(analysis, "claims", None)
-    if claims is not None:
-        t = claims.table.set_index("parameter") if "parameter" in claims.table else pd.DataFrame()
-        level = getattr(claims, "alpha", 0.05)
-        for par, claim in (("gamma", "sparsity s matters beyond N_total (gamma != 0)"),
-                           ("lam", "n_experts and top_k do not quite cancel inside s (lam != 0)")):
-            if par not in t.index:
-                rows.append(("Liew et al. 2026", claim, "not fitted", "not testable"))
-                continue
-            r = t.loc[par]
-            p = r.get("p_value", np.nan)
-            ours = f"{par} = {_ci(r['estimate'], r.get('ci_low'), r.get('ci_high'))}, LR p = {_fmt(p, 2)}"
-            verdict = ("not testable" if not np.isfinite(p) else "agrees" if p < level else "disagrees (not significant)")
-            rows.append(("Liew et al. 2026", claim, ours, verdict))
-        act = claims.table[claims.table["claim"].str.contains("N_active", na=False)]
-        if len(act):
-            d = float(act["delta_aic"].iloc[0])
-            rows.append(("Liew et al. 2026", "N_total and s fit loss better than N_active",
-                         f"ΔAIC(N_active - moe) = {_fmt(d)}",
-                         "not testable" if not np.isfinite(d) else "agrees" if d > 0 else "disagrees"))
-    acc = getattr(analysis, "accuracy", None)
-    if acc is None:
-        rows.append(("Nakamura et al. 2025", "memorization and reasoning regimes", "no accuracy evals", "not testable"))
-        return pd.DataFrame(rows, columns=["paper", "claim", "ours", "verdict"])
-    q = acc.questions
-    for kind, claim, want in (("memorization", "at equal loss, active compute does not change memorization", "zero"),
-                              ("reasoning", "at equal loss, more active compute raises reasoning accuracy", "positive")):
-        r = q[(q["kind"] == kind) & (q["question"] == "active_flops")]
-        if not len(r):
-            rows.append(("Nakamura et al. 2025", claim, f"no {kind} tasks", "not testable"))
-            continue
-        r = r.iloc[0]
-        lo, hi = float(r["ci_low"]), float(r["ci_high"])
-        ours = f"b_flops = {_ci(r['estimate'], lo, hi)}"
-        if want == "zero":
-            verdict = "agrees" if lo <= 0 <= hi else "disagrees"
-        else:
-            verdict = "agrees" if lo > 0 else "disagrees" if hi < 0 else "disagrees (CI includes 0)"
-        rows.append(("Nakamura et al. 2025", claim, ours, verdict))
-    pk = acc.peaks[acc.peaks["kind"] == "reasoning"] if len(acc.peaks) else pd.DataFrame()
-    claim = "reasoning accuracy peaks near 20 tokens per parameter"
-    if not len(pk):
-        rows.append(("Nakamura et al. 2025", claim, "no reasoning tasks", "not testable"))
-    else:
-        r = pk.iloc[0]
-        if bool(r["interior"]) and np.isfinite(r["tpp_peak"]):
-            lo, hi = float(r["ci_low"]), float(r["ci_high"])
-            near = (lo <= 40 and hi >= 10) if np.isfinite(lo) and np.isfinite(hi) else 10 <= r["tpp_peak"] <= 40
-            rows.append(("Nakamura et al. 2025", claim, f"peak TPP = {_ci(r['tpp_peak'], lo, hi)}",
-                         "agrees" if near else "disagrees (peak elsewhere)"))
-        else:
-            rows.append(("Nakamura et al. 2025", claim,
-                         f"no interior peak in the sampled TPP {_fmt(r['tpp_min'])}..{_fmt(r['tpp_max'])}",
-                         "disagrees (no interior peak)"))
-    return pd.DataFrame(rows, columns=["paper", "claim", "ours", "verdict"])
 
 
 def _moe_params(claims) -> pd.DataFrame:
@@ -194,9 +113,9 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
     b.append(("h2", "How this was made"))
     b.append(("code", "\n".join(commands)))
     if analysis is not None:
+        budgets = ", ".join(format_value(c, 3) for c in analysis.compute)
         b.append(("p", f"Analysis: `scaling.analysis.analyze` with {analysis.bootstrap} bootstrap resamples of runs, "
-                       f"seed {analysis.seed}, budgets {', '.join(_fmt(c, 3) for c in analysis.compute)} FLOPs, "
-                       f"objectives {', '.join(analysis.objectives)}."))
+                       f"seed {analysis.seed}, budgets {budgets} FLOPs, objectives {', '.join(analysis.objectives)}."))
     b.append(("h2", "Headline: the optimal sparsity per budget and objective"))
     if analysis is None:
         b.append(("p", "No analysis: " + "; ".join(notes or ["it could not run"])))
@@ -279,7 +198,7 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
 
 
 def _cell(v) -> str:
-    return _fmt(v)
+    return format_value(v)
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -377,49 +296,36 @@ def to_html(blocks, *, title: str = "moe-scaling report") -> str:
     return "\n".join(out)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def write_report(store, out, *, analysis, draw=None, notes: list[str] | None = None, bootstrap: int = 200,
+                 seed: int = 0, public: bool = True, commands: list[str] | None = None, say=None) -> ReportResult:
+    """Render ``analysis`` (the store's ``Analysis``; None when it could not run, ``notes`` saying why), draw
+    the figures into ``out/figures`` (unless ``draw``, a ``DrawResult``, is given) and write ``out/report.md``
+    and ``out/report.html``.
 
-
-def write_report(store, out, *, analysis=None, draw=None, bootstrap: int = 200, seed: int = 0, public: bool = True,
-                 commands: list[str] | None = None, say=None) -> ReportResult:
-    """Analyse ``store`` (unless ``analysis`` is given), draw its figures into ``out/figures`` (unless ``draw``,
-    a ``DrawResult``, is given) and write ``out/report.md`` and ``out/report.html``.
-
+    ``store``: a Store or store path, for the runs table, the fingerprint and the store-only figures.
     ``commands``: the command lines to record (default: this process's command line and the equivalent
-    ``moescale report`` call). A store the analysis cannot handle (too few runs, ...) still gets a report
-    of its runs and store-only figures, with the reason.
+    ``moescale report`` call with ``bootstrap`` and ``seed``). A store the analysis cannot handle (too few
+    runs, ...) still gets a report of its runs and store-only figures, with the reason.
     """
     from figures.draw import draw_all, store_frames
-    from scaling.claims import final_runs, open_store
+    from scaling.final import final_runs, open_store
 
     say = say or (lambda msg: None)
     out = Path(out)
     st = open_store(store)
-    final, evals, _ = store_frames(st)
-    try:
-        _, excluded = final_runs(st)
-    except MoescaleError:
-        excluded = {}
-    notes = []
-    if analysis is None:
-        say(f"analysis ({bootstrap} bootstrap resamples)")
+    frames = store_frames(st)
+    final, evals, _ = frames
+    notes = list(notes or [])
+    if analysis is not None:
+        excluded = analysis.excluded
+    else:
         try:
-            from scaling.analysis import analyze
-
-            analysis = analyze(st, bootstrap=bootstrap, seed=seed)
-        except MoescaleError as exc:
-            notes.append(f"analysis skipped: {exc}")
+            _, excluded = final_runs(st)
+        except MoescaleError:
+            excluded = {}
     out.mkdir(parents=True, exist_ok=True)
     if draw is None:
-        draw = draw_all(st, out / "figures", analysis, public=public, seed=seed, analyze_missing=False, say=say,
+        draw = draw_all(st, out / "figures", analysis, public=public, seed=seed, say=say, frames=frames,
                         no_analysis_reason="; ".join(notes) or None)
     fp = data_fingerprint(final, evals)
     store_path = str(getattr(st, "path", store))
@@ -433,7 +339,7 @@ def write_report(store, out, *, analysis=None, draw=None, bootstrap: int = 200, 
     md_path, html_path = out / "report.md", out / "report.html"
     md = to_markdown(blocks, base=out)
     page = to_html(blocks)
-    _write_atomic(md_path, md)
-    _write_atomic(html_path, page)
+    atomic_write(md_path, md)
+    atomic_write(html_path, page)
     return ReportResult(markdown=md_path, html=html_path, figures_dir=out / "figures", draw=draw, analysis=analysis,
                         fingerprint=fp, notes=notes)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import functools
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from scaling.errors import MoescaleError
+from scaling.files import atomic_path
 
 __all__ = ["NoData", "styled", "new_figure", "save", "rc", "level_colors", "format_flops", "format_count", "log_axis",
            "log2_axis", "budget_colors", "sparsity_colors", "FORMATS"]
@@ -82,20 +81,14 @@ def new_figure(n_panels: int = 1, *, ncols: int | None = None, panel_size=(3.6, 
 
 
 def save(fig, out, name: str, formats=FORMATS) -> list[Path]:
-    """Write ``fig`` as ``out/name.png`` and ``out/name.pdf``, each atomically (temp file, then rename)."""
+    """Write ``fig`` as ``out/name.png`` and ``out/name.pdf``, each atomically (``scaling.files.atomic_path``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for ext in formats:
         target = out / f"{name}.{ext}"
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".{ext}", dir=out)
-        os.close(fd)
-        try:
+        with atomic_path(target) as tmp:
             fig.savefig(tmp, format=ext, dpi=DPI, bbox_inches="tight")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         paths.append(target)
     return paths
 

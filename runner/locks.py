@@ -27,6 +27,8 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+from scaling.files import atomic_write
+
 CLAIMS_DIR = ".claims"
 
 
@@ -58,9 +60,7 @@ class RunClaim:
             return False
         self._lock = lock
         owner = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        tmp = self.owner_path.with_suffix(f".owner.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(owner))
-        os.replace(tmp, self.owner_path)
+        atomic_write(self.owner_path, json.dumps(owner))
         return True
 
     def release(self) -> None:

@@ -22,7 +22,7 @@ from scaling.errors import MoescaleError
 
 #: Version of what the model computes for one config. Bump it whenever a change to
 #: ``runner.model`` or ``runner.moe`` changes a run's numbers: it enters every run_id
-#: (``runner.train.TrainConfig.run_id``), so runs of an older model are not reused.
+#: (``runner.config.TrainConfig.run_id``), so runs of an older model are not reused.
 #: 2: top-1 gates are the softmax probability (Switch), no longer the constant 1.
 MODEL_VERSION = 2
 
@@ -194,6 +194,32 @@ class Transformer(nn.Module):
         return self.config.arch.flops_per_token * tokens_per_iter / dt / peak_flops
 
 
+#: Dense bf16 tensor-core peak FLOP/s of known GPUs (vendor data sheets, without sparsity),
+#: matched as a substring of ``torch.cuda.get_device_name()``; MFU is logged only for these.
+#: H100 SXM / H200 / GH200 989 TFLOP/s, H100 PCIe 756, A100 312, B200 2250, L40S 362, L4 121.
+PEAK_BF16_FLOPS = {
+    "H100 PCIe": 756e12,
+    "H100": 989e12,
+    "H200": 989e12,
+    "GH200": 989e12,
+    "A100": 312e12,
+    "B200": 2250e12,
+    "L40S": 362e12,
+    "L4": 121e12,
+}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    """The bf16 dense peak of a CUDA device from ``PEAK_BF16_FLOPS``, or None (CPU, unknown GPU)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_BF16_FLOPS.items():  # ordered: "H100 PCIe" before "H100"
+        if key in name:
+            return value
+    return None
+
+
 def seeded_model(config: ModelConfig, seed: int = 0) -> Transformer:
     """A Transformer whose initial weights depend only on ``seed`` (same seed, same weights)."""
     generator_state = torch.random.get_rng_state()
@@ -204,4 +230,5 @@ def seeded_model(config: ModelConfig, seed: int = 0) -> Transformer:
         torch.random.set_rng_state(generator_state)
 
 
-__all__ = ["ModelConfig", "RMSNorm", "rope_tables", "apply_rope", "Attention", "Block", "Transformer", "seeded_model"]
+__all__ = ["ModelConfig", "RMSNorm", "rope_tables", "apply_rope", "Attention", "Block", "Transformer", "seeded_model",
+           "PEAK_BF16_FLOPS", "peak_flops"]

@@ -31,6 +31,8 @@ _EXPORTS = {
     "Architecture": "scaling.architecture",
     "RunWriter": "scaling.rundir",
     "read_run_dir": "scaling.rundir",
+    "load_final": "scaling.final",
+    "FinalRuns": "scaling.final",
 }
 _MODULES = ("datasets", "compare", "allocation", "linear", "planner", "claims", "accuracy", "optimum", "simulate", "analysis")
 

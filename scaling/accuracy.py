@@ -28,11 +28,22 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from scaling.budgets import budget_groups
 from scaling.errors import MoescaleError
+from scaling.final import load_final
+from scaling.fitjson import jsonable
+from scaling.laws import MOE_X
+
+if TYPE_CHECKING:
+    from statsmodels.genmod.generalized_linear_model import GLMResultsWrapper
+
+    from scaling.final import FinalRuns
+    from scaling.fitting import FitResult
 
 __all__ = ["AccuracyResult", "KindModel", "TwoStep", "accuracy_models", "accuracy_table", "glm_design",
            "irls_batch", "TERMS", "MIN_RUNS"]
@@ -123,7 +134,7 @@ class KindModel:
     with_flops: bool
     tpp_range: tuple[float, float]
     n_runs: int
-    result: object = field(repr=False, default=None)  # statsmodels GLMResults
+    result: GLMResultsWrapper | None = field(repr=False, default=None)
     bootstrap_params: np.ndarray | None = None
 
     def eta(self, loss, active_flops, tpp, params: np.ndarray | None = None) -> np.ndarray:
@@ -143,6 +154,12 @@ class KindModel:
         e = self.eta(loss, active_flops, tpp, params)
         return (1.0 / (1.0 + np.exp(-e))).mean(axis=-2)
 
+    def to_json(self) -> dict:
+        """kind, tasks, names, params (in ``names`` order), c_ref, with_flops, tpp_range, n_runs."""
+        return jsonable({"kind": self.kind, "tasks": self.tasks, "names": self.names, "params": self.params,
+                         "c_ref": self.c_ref, "with_flops": self.with_flops, "tpp_range": self.tpp_range,
+                         "n_runs": self.n_runs})
+
 
 @dataclass
 class TwoStep:
@@ -150,8 +167,8 @@ class TwoStep:
 
     task: str
     kind: str
-    loss_fit: object
-    acc_fit: object
+    loss_fit: FitResult
+    acc_fit: FitResult
 
     def predict(self, n_total, sparsity, n_experts, tokens) -> np.ndarray:
         """Predicted accuracy at the given architectures and tokens."""
@@ -159,6 +176,11 @@ class TwoStep:
              "D": np.asarray(tokens, float)}
         tl = self.loss_fit.law.predict(self.loss_fit.params, X)
         return self.acc_fit.law.predict(self.acc_fit.params, {"x": tl})
+
+    def to_json(self) -> dict:
+        """task, kind and the two fits (``FitResult.to_json``)."""
+        return {"task": self.task, "kind": self.kind, "loss_fit": jsonable(self.loss_fit.to_json()),
+                "acc_fit": jsonable(self.acc_fit.to_json())}
 
 
 @dataclass
@@ -180,8 +202,8 @@ class AccuracyResult:
     peaks: pd.DataFrame
     two_step: pd.DataFrame
     data: pd.DataFrame
-    models: dict
-    paths: dict
+    models: dict[str, KindModel]
+    paths: dict[str, TwoStep]
     bootstrap: int
     seed: int
     notes: list[str] = field(default_factory=list)
@@ -211,6 +233,15 @@ class AccuracyResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def to_json(self) -> dict:
+        """The result as a JSON-ready dict: coefficients, questions, peaks and two_step as records,
+        models and paths (``KindModel.to_json``, ``TwoStep.to_json``), bootstrap, seed, notes. The
+        long table fitted (``data``) is left out: it is ``accuracy_table`` of the store."""
+        return jsonable({"coefficients": self.coefficients, "questions": self.questions, "peaks": self.peaks,
+                         "two_step": self.two_step, "models": {k: m.to_json() for k, m in self.models.items()},
+                         "paths": {k: p.to_json() for k, p in self.paths.items()}, "bootstrap": self.bootstrap,
+                         "seed": self.seed, "notes": self.notes})
 
 
 def _vertex(b1, b2):
@@ -307,7 +338,6 @@ def _questions(model: KindModel, coef: pd.DataFrame, alpha: float):
 
 def _two_step(data: pd.DataFrame, loss_start: dict | None):
     """Per task with task_loss: step 1 moe law on task_loss, step 2 sigmoid; largest budget held out."""
-    from scaling.claims import MOE_X, budget_groups
     from scaling.fitting import fit
 
     rows, paths = [], {}
@@ -352,31 +382,27 @@ def _two_step(data: pd.DataFrame, loss_start: dict | None):
     return pd.DataFrame(rows), paths
 
 
-def accuracy_models(final, evals: pd.DataFrame | None = None, *, kinds=None, metric: str = "accuracy",
+def accuracy_models(final: FinalRuns | pd.DataFrame, evals: pd.DataFrame | None = None, *, kinds=None,
+                    metric: str = "accuracy",
                     bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05, two_step: bool = True,
                     weights: np.ndarray | None = None, loss_start: dict | None = None) -> AccuracyResult:
     """Fit the accuracy models of every task kind with data (see the module docstring).
 
-    ``final``: a Store / store path (then ``evals`` is read from it) or a DataFrame of the
-    ``final`` view with ``evals`` the evals table (run_id, step, task, task_kind, metric, value,
-    n_examples). ``kinds``: the task kinds to model (default: every kind with ``metric`` rows,
+    ``final``: the runs loaded by ``scaling.final.load_final`` (their ``evals`` used unless
+    ``evals`` is given), a Store / store path (then ``evals`` is read from it) or a DataFrame of
+    the ``final`` view with ``evals`` the evals table (run_id, step, task, task_kind, metric,
+    value, n_examples). ``kinds``: the task kinds to model (default: every kind with ``metric`` rows,
     "other" included only when asked). ``bootstrap`` resamples of runs (or the run weights
-    ``weights`` (B, n_final_runs) in ``final``'s run_id order, as ``scaling.claims.resample_runs`` makes) give
+    ``weights`` (B, n_final_runs) in ``final``'s run_id order, as ``FinalRuns.resample`` makes) give
     the TPP-peak CI and bootstrap coefficient intervals. ``loss_start``: moe parameters to start the
     two-step task-loss fits from (e.g. the val_loss fit's). Raises MoescaleError when no kind has
     eval data or a kind has fewer than ``MIN_RUNS`` runs.
     """
-    from scaling.claims import final_runs, open_store, resample_runs
-
     if int(bootstrap) < 0:
         raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
-    if not isinstance(final, pd.DataFrame):
-        store = open_store(final)
-        final, _ = final_runs(store)
-        evals = store.sql("SELECT * FROM evals") if evals is None else evals
-    else:
-        final, _ = final_runs(final)
-    if evals is None or len(evals) == 0:
+    runs = load_final(final, evals=evals)
+    final, evals = runs.final, runs.evals
+    if len(evals) == 0:
         raise MoescaleError("no evaluation data (the evals table is empty): the accuracy models need evals rows")
     data = accuracy_table(final, evals, metric)
     available = [k for k in sorted(data["task_kind"].unique()) if k != "other" or (kinds and "other" in kinds)]
@@ -387,9 +413,9 @@ def accuracy_models(final, evals: pd.DataFrame | None = None, *, kinds=None, met
                             f"the store has {', '.join(available) or 'none'}")
     if not kinds:
         raise MoescaleError(f"no {metric!r} eval data of a memorization or reasoning task in the store")
-    run_ids = final["run_id"].to_numpy()
+    run_ids = runs.run_ids
     if weights is None and bootstrap:
-        weights = resample_runs(run_ids, bootstrap, seed)
+        weights = runs.resample(bootstrap, seed)
     index = {r: i for i, r in enumerate(run_ids)}
     models, coefs, questions, peaks, notes = {}, [], [], [], []
     for kind in kinds:
@@ -402,7 +428,6 @@ def accuracy_models(final, evals: pd.DataFrame | None = None, *, kinds=None, met
         q, peak = _questions(model, coef, alpha)
         models[kind], coefs, questions, peaks = model, coefs + [coef], questions + q, peaks + [peak]
     if two_step and loss_start is None and "task_loss" in data.columns:
-        from scaling.claims import MOE_X
         from scaling.fitting import fit
 
         try:  # one multi-start fit of val_loss; the per-task task-loss fits start from it

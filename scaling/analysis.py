@@ -10,19 +10,28 @@ resamples of runs shared by every part:
   Akima-spline method) of loss against N_total;
 - ``scaling.optimum.find_optimum``: the best real architecture per budget and objective.
 
-The report and the demo read the returned ``Analysis``.
+The store's finished runs and evals are read once (``scaling.final.load_final``) and the one
+``FinalRuns`` is handed to every part. The report and the demo read the returned ``Analysis``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from scaling.errors import MoescaleError
+from scaling.fitjson import jsonable
 
-__all__ = ["Analysis", "analyze"]
+if TYPE_CHECKING:
+    from scaling.accuracy import AccuracyResult
+    from scaling.claims import ClaimsResult
+    from scaling.final import FinalRuns
+    from scaling.optimum import OptimumResult
+
+__all__ = ["Analysis", "analyze", "isoflop"]
 
 
 @dataclass
@@ -37,16 +46,16 @@ class Analysis:
     """
 
     runs: pd.DataFrame
-    excluded: dict
-    claims: object
-    accuracy: object | None
+    excluded: dict[str, int]
+    claims: ClaimsResult
+    accuracy: AccuracyResult | None
     isoflop: pd.DataFrame
-    optimum: object
-    compute: list
-    objectives: list
+    optimum: OptimumResult
+    compute: list[float]
+    objectives: list[str]
     bootstrap: int
     seed: int
-    notes: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def headline(self) -> list[str]:
         """One line per budget and objective: the optimal sparsity with its resample range."""
@@ -58,6 +67,7 @@ class Analysis:
         return out
 
     def summary(self) -> str:
+        """The claims, accuracy, isoFLOP minima and optimum summaries, and the notes, as text."""
         parts = [self.claims.summary()]
         if self.accuracy is not None:
             parts.append(self.accuracy.summary())
@@ -70,65 +80,92 @@ class Analysis:
     def __str__(self) -> str:
         return self.summary()
 
+    def to_json(self) -> dict:
+        """The analysis as a JSON-ready dict: n_runs, excluded, compute, objectives, bootstrap, seed,
+        headline, claims / accuracy / optimum (their ``to_json``; accuracy None without evals),
+        isoflop as records, notes. The runs themselves are left out: they are the store's ``final`` view."""
+        return jsonable({"n_runs": len(self.runs), "excluded": self.excluded, "compute": self.compute,
+                         "objectives": self.objectives, "bootstrap": self.bootstrap, "seed": self.seed,
+                         "headline": self.headline(), "claims": self.claims.to_json(),
+                         "accuracy": None if self.accuracy is None else self.accuracy.to_json(),
+                         "isoflop": self.isoflop, "optimum": self.optimum.to_json(), "notes": self.notes})
 
-def analyze(store, compute=None, *, memory: float | None = None, active: float | None = None, objectives=None,
-            bootstrap: int = 1000, seed: int = 0, widen: dict | None = None, grid=None, progress=None) -> Analysis:
-    """Run the whole analysis of a store (see the module docstring).
 
-    ``store``: a Store or an existing store path. ``compute``: budgets in FLOPs (default: the
-    sweep's own budgets, groups of equal active FLOPs). ``objectives``: default "loss" plus every
-    task kind (memorization, reasoning) with accuracy evals. ``bootstrap`` resamples of runs,
-    shared by claims, accuracy and optimum; ``seed`` makes them deterministic. ``memory``,
-    ``active``, ``widen``, ``grid``: as in ``scaling.optimum.find_optimum``. ``progress``: optional
-    callable(stage: str) called as each part starts.
+def isoflop(runs: FinalRuns, labels: np.ndarray | None = None) -> tuple[pd.DataFrame, list[str]]:
+    """The isoFLOP minima of the runs: per budget (``labels``, default ``budget_groups`` of active
+    FLOPs), the N_total minimizing val_loss by Porian et al. 2024's Akima-spline method
+    (``scaling.allocation.isoflop_minima(method="smooth")``, budget column ``budget``).
+
+    Returns (the minima, or an empty frame when no budget has 3 sizes; notes on what was skipped).
     """
     import warnings
 
-    from scaling.accuracy import accuracy_models
     from scaling.allocation import isoflop_minima
-    from scaling.claims import budget_groups, final_runs, open_store, test_claims
-    from scaling.optimum import find_optimum
+    from scaling.budgets import budget_groups
 
-    st = open_store(store)
-    final, excluded = final_runs(st)
-    notes = []
-    say = progress or (lambda stage: None)
-    say("claims")
-    claims = test_claims(st, bootstrap=bootstrap, seed=seed)
-    weights = claims.bootstrap_weights
-    samples = None
-    if claims.bootstrap_params is not None:
-        samples = claims.bootstrap_params[list(claims.fits["moe"].law.params)].to_numpy()
-    evals = st.sql("SELECT * FROM evals")
-    accuracy = None
-    say("accuracy")
-    if len(evals):
-        try:
-            start = {p: claims.fits["moe"].params[p] for p in claims.fits["moe"].law.params}
-            accuracy = accuracy_models(final, evals, bootstrap=bootstrap, seed=seed, weights=weights, loss_start=start)
-        except MoescaleError as exc:
-            notes.append(f"note: accuracy models skipped: {exc}")
-    else:
-        notes.append("note: the store has no evals rows; accuracy models and task objectives skipped")
-    if objectives is None:
-        objectives = ["loss"] + ([k for k in ("memorization", "reasoning") if accuracy and k in accuracy.models])
-    labels = budget_groups(final["active_flops"])
-    if compute is None:
-        compute = sorted(float(f"{v:.3g}") for v in np.unique(labels))
-    say("isoflop")
-    iso = pd.DataFrame()
-    frame = final.assign(budget=labels)
+    final = runs.final
+    frame = final.assign(budget=budget_groups(final["active_flops"]) if labels is None else labels)
+    iso, notes = pd.DataFrame(), []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             iso = isoflop_minima(frame, budget="budget", size="n_total", loss="val_loss", method="smooth")
         except MoescaleError as exc:
             notes.append(f"note: isoFLOP minima skipped: {exc}")
-    notes += [f"note: {w.message}" for w in caught]
+    return iso, notes + [f"note: {w.message}" for w in caught]
+
+
+def analyze(store, compute=None, *, memory: float | None = None, active: float | None = None, objectives=None,
+            bootstrap: int = 1000, seed: int = 0, widen: dict | None = None, grid=None, progress=None) -> Analysis:
+    """Run the whole analysis of a store (see the module docstring).
+
+    ``store``: a Store or an existing store path (or the runs ``scaling.final.load_final`` made);
+    its finished runs and evals are read once and handed to every part. ``compute``: budgets in
+    FLOPs (default: the sweep's own budgets, groups of equal active FLOPs). ``objectives``:
+    default "loss" plus every task kind (memorization, reasoning) with accuracy evals.
+    ``bootstrap`` resamples of runs, shared by claims, accuracy and optimum; ``seed`` makes them
+    deterministic. ``memory``, ``active``, ``widen``, ``grid``: as in
+    ``scaling.optimum.find_optimum``. ``progress``: optional callable(stage: str) called as each
+    part starts.
+    """
+    from scaling.accuracy import accuracy_models
+    from scaling.budgets import budget_groups
+    from scaling.claims import test_claims
+    from scaling.final import load_final
+    from scaling.optimum import find_optimum
+
+    runs = load_final(store)
+    notes = []
+    say = progress or (lambda stage: None)
+    say("claims")
+    claims = test_claims(runs, bootstrap=bootstrap, seed=seed)
+    full = claims.fits["moe"]
+    weights = claims.bootstrap_weights
+    samples = None
+    if claims.bootstrap_params is not None:
+        samples = claims.bootstrap_params[list(full.law.params)].to_numpy()
+    accuracy = None
+    say("accuracy")
+    if len(runs.evals):
+        try:
+            start = {p: full.params[p] for p in full.law.params}
+            accuracy = accuracy_models(runs, bootstrap=bootstrap, seed=seed, weights=weights, loss_start=start)
+        except MoescaleError as exc:
+            notes.append(f"note: accuracy models skipped: {exc}")
+    else:
+        notes.append("note: the store has no evals rows; accuracy models and task objectives skipped")
+    if objectives is None:
+        objectives = ["loss"] + ([k for k in ("memorization", "reasoning") if accuracy and k in accuracy.models])
+    labels = budget_groups(runs.final["active_flops"])
+    if compute is None:
+        compute = sorted(float(f"{v:.3g}") for v in np.unique(labels))
+    say("isoflop")
+    iso, iso_notes = isoflop(runs, labels)
+    notes += iso_notes
     say("optimum")
-    opt = find_optimum(st, compute, memory=memory, active=active, objective=objectives, grid=grid, widen=widen,
-                       bootstrap=bootstrap, seed=seed, evals=evals, loss_fit=claims.fits["moe"], loss_samples=samples,
-                       accuracy=accuracy, weights=weights)
-    return Analysis(runs=final, excluded=excluded, claims=claims, accuracy=accuracy, isoflop=iso, optimum=opt,
-                    compute=list(compute), objectives=list(objectives), bootstrap=int(bootstrap), seed=int(seed),
-                    notes=notes)
+    opt = find_optimum(runs, compute, memory=memory, active=active, objective=objectives, grid=grid, widen=widen,
+                       bootstrap=bootstrap, seed=seed, loss_fit=full, loss_samples=samples, accuracy=accuracy,
+                       weights=weights)
+    return Analysis(runs=runs.final, excluded=runs.excluded, claims=claims, accuracy=accuracy, isoflop=iso,
+                    optimum=opt, compute=list(compute), objectives=list(objectives), bootstrap=int(bootstrap),
+                    seed=int(seed), notes=notes)

@@ -229,6 +229,26 @@ class Architecture:
             "granularity": self.granularity,
         }
 
+    def summary_text(self) -> str:
+        """The accounting as aligned lines (what ``moescale plan count`` prints): each count
+        exactly and as 1.3B, the ratios to 4 significant digits."""
+        summary = self.summary()
+        width = max(map(len, summary))
+        return "\n".join(
+            f"{key.ljust(width)}  " + (f"{value:,}  ({human(value)})" if isinstance(value, int) else f"{value:.4g}")
+            for key, value in summary.items()
+        )
+
+
+def human(n: float) -> str:
+    """A count as 320.2M, 13.16B, 1.5K (beyond 1000T, as 1.2e+18)."""
+    if abs(n) >= 1e15:
+        return f"{n:.3g}"
+    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= scale:
+            return f"{n / scale:.4g}{suffix}"
+    return f"{n:g}"
+
 
 _SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
 

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from scaling.objectives import LossProblem
+from scaling.objectives import LossProblem, Objective
 from scaling.optimize import minimize_batch
 
 #: Resamples refitted per batch (progress is reported between batches).
@@ -40,6 +40,31 @@ def resample_weights(runs: np.ndarray | None, n_points: int, n_boot: int, seed: 
         n_runs = int(index.max()) + 1
     counts = rng.multinomial(n_runs, np.full(n_runs, 1.0 / n_runs), size=n_boot)
     return counts[:, index].astype(float)
+
+
+def resample_runs(run_ids, n_boot: int, seed: int) -> np.ndarray:
+    """Bootstrap weights (n_boot, n_rows): multinomial counts of runs drawn with replacement.
+
+    ``run_ids`` gives each row's run; rows of one run get the same count. Uses
+    ``numpy.random.default_rng(seed)``; the same runs and seed give the same weights in claims,
+    accuracy and optimum, so their resamples agree (``scaling.final.FinalRuns.resample``).
+    """
+    return resample_weights(np.asarray(run_ids), len(run_ids), int(n_boot), int(seed))
+
+
+def refit_weighted(result, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Refit a ``scaling.fitting.FitResult`` under point weights (B, n), all at once from its optimum.
+
+    ``weights``' columns follow the rows of ``result.data``. Returns (full parameter vectors
+    (B, n_params) in ``law.params`` order, converged (B,)); the engine is ``bootstrap_fits``.
+    """
+    sel = result.data
+    X = {v: sel[v].to_numpy(dtype=float) for v in result.law.variables}
+    problem = LossProblem(result.law, X, sel["y"].to_numpy(dtype=float), Objective(result.loss, result.delta),
+                          fixed=result.fixed)
+    theta = np.array([result.params[p] for p in problem.free])
+    x, ok = bootstrap_fits(problem, theta, np.asarray(weights, dtype=float))
+    return problem.full(x), ok
 
 
 def bootstrap_fits(problem: LossProblem, theta: np.ndarray, weights: np.ndarray, progress=None):

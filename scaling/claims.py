@@ -21,22 +21,26 @@ the full law), the leave-the-largest-budget-out extrapolation error of each vari
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from scaling.bootstrap import refit_weighted
+from scaling.budgets import budget_groups
 from scaling.errors import MoescaleError
+from scaling.final import load_final
+from scaling.fitjson import jsonable
 from scaling.laws import ACTIVE_X, MOE_X
 
-__all__ = ["ClaimsResult", "test_claims", "final_runs", "budget_groups", "resample_runs", "refit_weighted",
-           "MOE_X", "ACTIVE_X", "MIN_RUNS"]
+if TYPE_CHECKING:
+    from scaling.fitting import FitResult
+
+__all__ = ["ClaimsResult", "test_claims", "MIN_RUNS", "VARIANTS"]
 
 #: Finished runs the claims need: the moe law's 7 free parameters plus 3.
 MIN_RUNS = 10
-
-_NEEDED = ("run_id", "n_total", "n_active", "sparsity", "n_experts", "top_k", "tokens", "val_loss", "active_flops")
 
 # variant name -> (law, x mapping, fixed parameters, description)
 VARIANTS = {
@@ -63,7 +67,7 @@ class ClaimsResult:
 
     table: pd.DataFrame
     variants: pd.DataFrame
-    fits: dict
+    fits: dict[str, FitResult]
     n_runs: int
     excluded: dict[str, int]
     bootstrap: int
@@ -92,103 +96,14 @@ class ClaimsResult:
     def __str__(self) -> str:
         return self.summary()
 
-
-# --------------------------------------------------------------------------- data
-
-
-def final_runs(source, *, need: tuple[str, ...] = _NEEDED) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The finished runs of a store (``final`` view) or a final-like DataFrame, and what was left out.
-
-    Returns (runs with a finite val_loss, {"diverged": n, "failed": n, "running": n,
-    "no val_loss": n}). A Store (or a path to one) has its ``runs`` table counted by status;
-    a DataFrame with a ``status`` column keeps only ``finished`` rows.
-    """
-    excluded: dict[str, int] = {}
-    if isinstance(source, pd.DataFrame):
-        df = source.copy()
-        if "status" in df.columns:
-            counts = df["status"].value_counts()
-            excluded.update({str(k): int(v) for k, v in counts.items() if k != "finished"})
-            df = df[df["status"] == "finished"]
-    else:
-        store = open_store(source)
-        counts = store.sql("SELECT status, count(*) AS n FROM runs GROUP BY status")
-        excluded.update({str(s): int(n) for s, n in zip(counts["status"], counts["n"]) if s != "finished"})
-        df = store.sql("SELECT * FROM final")
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise MoescaleError(f"final runs lack column(s) {', '.join(missing)} (columns: {', '.join(map(str, df.columns))})")
-    for c in need:
-        if c != "run_id":
-            df[c] = pd.to_numeric(df[c], errors="coerce")
-    ok = np.isfinite(df[[c for c in need if c != "run_id"]].to_numpy(dtype=float)).all(axis=1)
-    if (~ok).sum():
-        excluded["no val_loss"] = int((~ok).sum())
-    df = df[ok].sort_values("run_id").reset_index(drop=True)
-    if df.empty:
-        found = ", ".join(f"{v} {k}" for k, v in excluded.items() if v) or "no runs at all"
-        raise MoescaleError(f"no finished runs with a val_loss ({found}); train and ingest a sweep first")
-    return df, excluded
-
-
-def open_store(source):
-    """A Store from a Store or an existing store path (a missing file is an error, never created)."""
-    from pathlib import Path
-
-    from scaling.store import Store
-
-    if isinstance(source, Store):
-        return source
-    if isinstance(source, (str, Path)):
-        if str(source) != ":memory:" and not Path(source).is_file():
-            raise MoescaleError(f"{source}: no such store file")
-        return Store(source)
-    raise MoescaleError(f"expected a Store, a store path or a DataFrame of final runs, got {type(source).__name__}")
-
-
-def budget_groups(flops, rtol: float = 0.05) -> np.ndarray:
-    """A budget label per run: active FLOPs within ``rtol`` of each other (chained in sorted order)
-    are one isoFLOP budget, labelled by their geometric mean. (Tokens D = round(C / flops_per_token),
-    so a planned budget C comes back only approximately.)"""
-    v = np.asarray(flops, dtype=float)
-    order = np.argsort(v)
-    labels = np.empty(len(v))
-    start = 0
-    for i in range(1, len(v) + 1):
-        if i == len(v) or v[order[i]] > v[order[i - 1]] * (1 + rtol):
-            idx = order[start:i]
-            labels[idx] = float(np.exp(np.mean(np.log(v[idx]))))
-            start = i
-    return labels
-
-
-def resample_runs(run_ids, n_boot: int, seed: int) -> np.ndarray:
-    """Bootstrap point weights (n_boot, n_rows): multinomial counts of runs drawn with replacement.
-
-    Rows of one run get the same count. ``numpy.random.default_rng(seed)``; the same runs and
-    seed give the same weights in claims, accuracy and optimum, so their resamples agree.
-    """
-    from scaling.bootstrap import resample_weights
-
-    return resample_weights(np.asarray(run_ids), len(run_ids), int(n_boot), int(seed))
-
-
-def refit_weighted(result, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Refit a FitResult under point weights (B, n), all at once from its optimum.
-
-    Returns (full parameter vectors (B, n_params) in ``law.params`` order, converged (B,)).
-    The engine is ``scaling.bootstrap.bootstrap_fits`` (batched L-BFGS-B).
-    """
-    from scaling.bootstrap import bootstrap_fits
-    from scaling.objectives import LossProblem, Objective
-
-    sel = result.data
-    X = {v: sel[v].to_numpy(dtype=float) for v in result.law.variables}
-    problem = LossProblem(result.law, X, sel["y"].to_numpy(dtype=float), Objective(result.loss, result.delta),
-                          fixed=result.fixed)
-    theta = np.array([result.params[p] for p in problem.free])
-    x, ok = bootstrap_fits(problem, theta, np.asarray(weights, dtype=float))
-    return problem.full(x), ok
+    def to_json(self) -> dict:
+        """The result as a JSON-ready dict: table and variants as records, each variant's fit
+        (``FitResult.to_json``), n_runs, excluded, bootstrap, seed, holdout_budget, alpha, notes.
+        The resample-level arrays (``bootstrap_params``, ``bootstrap_weights``) are left out."""
+        return jsonable({"table": self.table, "variants": self.variants,
+                         "fits": {k: f.to_json() for k, f in self.fits.items()}, "n_runs": self.n_runs,
+                         "excluded": self.excluded, "bootstrap": self.bootstrap, "seed": self.seed,
+                         "holdout_budget": self.holdout_budget, "alpha": self.alpha, "notes": self.notes})
 
 
 # --------------------------------------------------------------------------- tests
@@ -235,8 +150,9 @@ def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0
                 progress=None) -> ClaimsResult:
     """Test Liew et al. 2026's claims on finished runs (see the module docstring).
 
-    ``final``: a Store, a store path, or a DataFrame of the ``final`` view (columns run_id,
-    n_total, n_active, sparsity, n_experts, top_k, tokens, val_loss, active_flops). Runs
+    ``final``: the runs loaded by ``scaling.final.load_final`` (or what it loads: a Store, a
+    store path, or a DataFrame of the ``final`` view with columns run_id, n_total, n_active,
+    sparsity, n_experts, top_k, tokens, val_loss, active_flops). Runs
     that are not finished, or lack a val_loss, are left out and counted in ``excluded``.
     ``bootstrap`` resamples of runs give the percentile CIs of gamma and lam; ``alpha`` is
     the test level of the verdicts. Budgets for the extrapolation error are groups of equal
@@ -248,7 +164,8 @@ def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0
 
     if int(bootstrap) < 0:
         raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
-    df, excluded = final_runs(final)
+    runs = load_final(final)
+    df, excluded = runs.final, runs.excluded
     if len(df) < MIN_RUNS:
         raise MoescaleError(f"{len(df)} finished runs; the moe law's claims need at least {MIN_RUNS} "
                             "(7 free parameters plus 3)")
@@ -274,7 +191,7 @@ def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0
     weights = samples = None
     ci = {}
     if bootstrap:
-        weights = resample_runs(df["run_id"], bootstrap, seed)
+        weights = runs.resample(bootstrap, seed)
         full_vec, ok = refit_weighted(full, weights)
         samples = pd.DataFrame(full_vec, columns=list(full.law.params))
         samples["converged"] = ok

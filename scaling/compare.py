@@ -265,7 +265,8 @@ def _holdout(df: pd.DataFrame, law, folds, *, x, y, where, warm_start, fit_kwarg
 
     ``folds``: list of (fold name, boolean mask over the rows of ``df``).
     """
-    from scaling.fitting import fit, select
+    from scaling.fitting import fit
+    from scaling.selection import select
 
     fit_kwargs = {"stderr": False} | dict(fit_kwargs)
     if warm_start and "starts" not in fit_kwargs:
@@ -359,7 +360,7 @@ def leave_largest_out(
     Besiroglu et al. 2024 of whether a fit predicts the next model). Errors as
     in ``leave_one_out`` (one fold).
     """
-    from scaling.fitting import select
+    from scaling.selection import select
     from scaling.tables import read_table
 
     df = read_table(data, store=fit_kwargs.pop("store", None)).reset_index(drop=True)

@@ -27,12 +27,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from scaling.errors import MoescaleError
+from scaling.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -157,25 +157,21 @@ def download(name: str) -> Path:
     # folders this call creates are removed again when the download fails: nothing half-done
     created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{ds.filename}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     ok = False
     try:
-        try:
-            _fetch(ds.url, tmp)
-        except OSError as exc:  # URLError is an OSError
-            raise MoescaleError(f"{_not_found_message(ds)} (download failed: {exc})") from None
-        got = sha256_of(tmp)
-        if got != ds.sha256:
-            raise MoescaleError(
-                f"download of {ds.url} has sha256 {got}, expected {ds.sha256}; "
-                f"nothing was written to {target}"
-            )
-        os.replace(tmp, target)
+        with atomic_path(target) as tmp:  # renamed into place only when the checksum matches
+            try:
+                _fetch(ds.url, tmp)
+            except OSError as exc:  # URLError is an OSError
+                raise MoescaleError(f"{_not_found_message(ds)} (download failed: {exc})") from None
+            got = sha256_of(tmp)
+            if got != ds.sha256:
+                raise MoescaleError(
+                    f"download of {ds.url} has sha256 {got}, expected {ds.sha256}; "
+                    f"nothing was written to {target}"
+                )
         ok = True
     finally:
-        tmp.unlink(missing_ok=True)
         if not ok:
             for folder in created:  # innermost first
                 with contextlib.suppress(OSError):
@@ -195,6 +191,18 @@ def _not_found_message(ds: Dataset) -> str:
         f"dataset {ds.name!r} not found at {where} or {cached} and could not be downloaded: "
         f"set MOESCALE_DATA to a folder holding {ds.filename}, or download {ds.url} to {cached}"
     )
+
+
+def local_copy(name: str) -> Path | None:
+    """Where :func:`path` finds dataset ``name`` without downloading: ``$MOESCALE_DATA/<filename>``,
+    else the cached copy, else None. The copy is not verified here (``path`` does that)."""
+    ds = info(name)
+    data_dir = os.environ.get("MOESCALE_DATA")
+    if data_dir and (Path(data_dir).expanduser() / ds.filename).is_file():
+        return Path(data_dir).expanduser() / ds.filename
+    if (cache_dir() / ds.filename).is_file():
+        return cache_dir() / ds.filename
+    return None
 
 
 def path(name: str, download_missing: bool = True) -> Path:

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write"]
+__all__ = ["atomic_path", "atomic_write", "check_output_path", "remove_stale_temps"]
 
 
 def _umask_mode() -> int:
@@ -51,3 +51,30 @@ def atomic_write(path, data: str | bytes, *, encoding: str = "utf-8") -> None:
             tmp.write_bytes(data)
         else:
             tmp.write_text(data, encoding=encoding)
+
+
+def check_output_path(text, option: str) -> Path:
+    """``text`` as an output file path (``~`` expanded) whose folder exists and which is not a folder;
+    a one-line MoescaleError naming ``option`` (e.g. ``--json``) otherwise. Check before any work starts."""
+    from scaling.errors import MoescaleError
+
+    path = Path(text).expanduser()
+    if not path.parent.is_dir():
+        raise MoescaleError(f"{option} {text}: folder {path.parent} does not exist")
+    if path.is_dir():
+        raise MoescaleError(f"{option} {text}: is a folder")
+    return path
+
+
+def remove_stale_temps(folder) -> list[Path]:
+    """Remove the temp files ``atomic_path`` left in ``folder`` when its writer was killed (``.NAME.XXXX.tmp.EXT``
+    and ``.NAME.XXXX.tmp``, hidden); returns what was removed. Call it only where one writer owns the folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in folder.iterdir():
+        if p.is_file() and p.name.startswith(".") and (".tmp" in p.suffixes or p.suffix == ".tmp"):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed

@@ -1,11 +1,9 @@
 """Fit a scaling law to a table: ``fit(data, law, x={...}, y=...) -> FitResult``.
 
 The variables are selected with DuckDB SQL over a table named ``data``
-(``SELECT <x exprs> AS <names>, <y> AS y FROM data WHERE <where>``). Each expression
-must be one SQL expression over the data: the query is checked to be a single SELECT
-with exactly the expected columns, and runs on an in-memory DuckDB connection that
-holds only ``data`` and has file-system access disabled (no ATTACH, COPY or file
-reads), so no mapping can reach the store or a file. The law is
+(``SELECT <x exprs> AS <names>, <y> AS y FROM data WHERE <where>``; see
+:mod:`scaling.selection`: one SQL expression each, on a connection that can reach
+neither the store nor a file). The law is
 minimized from every start of its grid at once (``scaling.optimize``), the best
 candidates are polished with scipy L-BFGS-B, and uncertainty comes from a
 bootstrap over runs and lmfit standard errors (``scaling.bootstrap``).
@@ -13,13 +11,11 @@ bootstrap over runs and lmfit standard errors (``scaling.bootstrap``).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import duckdb
 import numpy as np
 import pandas as pd
 
@@ -27,7 +23,9 @@ from scaling.errors import MoescaleError
 from scaling.laws import Law, get_law
 from scaling.objectives import LossProblem, Objective
 from scaling.optimize import distinct_best, minimize_batch, polish, projected_grad
-from scaling.tables import read_table
+from scaling.schema import quote
+from scaling.selection import check_expression, fingerprint, select  # noqa: F401  (re-exported)
+from scaling.tables import is_file_or_dataset, read_table
 
 #: Candidates polished with scipy after the batched multi-start.
 N_POLISH = 5
@@ -171,104 +169,6 @@ class FitResult:
         return self.summary()
 
 
-# --------------------------------------------------------------------------- data selection
-
-
-# Row number of each input row, carried through the selection for error messages.
-_ROW = "__moescale_row"
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _one_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
-def check_expression(expr: str, what: str, clause: str = "select") -> None:
-    """MoescaleError unless ``expr`` is one SQL expression (a select-list item or a WHERE
-    condition over ``data``): it must parse, alone, as a single SELECT statement."""
-    if not isinstance(expr, str) or not expr.strip():
-        raise MoescaleError(f"{what}: empty SQL expression")
-    query = f"SELECT ({expr}) AS v FROM data" if clause == "select" else f"SELECT * FROM data WHERE ({expr})"
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise MoescaleError(f"{what} {expr!r} is not one SQL expression: {_one_line(exc)}") from None
-    if len(statements) != 1 or statements[0].type.name != "SELECT":
-        raise MoescaleError(f"{what} {expr!r} is not one SQL expression (it holds {len(statements)} statements)")
-    # DuckDB's own parse tree: one SELECT node over data, one select-list item, no set operation,
-    # no GROUP BY/HAVING/LIMIT smuggled in after the expression.
-    import json
-
-    tree = json.loads(duckdb.execute("SELECT json_serialize_sql(?)", [query]).fetchone()[0])
-    node = tree["statements"][0]["node"] if not tree.get("error") else {}
-    shape_ok = (node.get("type") == "SELECT_NODE" and len(node.get("select_list", [])) == 1
-                and not node.get("modifiers") and not node.get("group_expressions") and node.get("having") is None
-                and node.get("qualify") is None and node.get("sample") is None
-                and (node.get("from_table") or {}).get("table_name") == "data")
-    if not shape_ok:
-        raise MoescaleError(f"{what} {expr!r} is not one SQL expression over data")
-
-
-def _data_connection():
-    """An in-memory DuckDB connection that can read only what is registered in it."""
-    return duckdb.connect(config={"enable_external_access": False})
-
-
-def select(df: pd.DataFrame, x: Mapping[str, str], y: str | None, where: str | None = None, run_id: str = "run_id") -> tuple[pd.DataFrame, np.ndarray | None]:
-    """Evaluate the mapping with DuckDB: ``SELECT <x> AS <names>, <y> AS y FROM data WHERE <where>``.
-
-    Returns the selected variables (and y, unless ``y`` is None) as float columns, and the
-    run id of each row when ``data`` has a ``run_id`` column (else None: each row is its
-    own run). Every expression must be a single SQL expression over ``data`` (see
-    :func:`check_expression`); the query runs on a connection holding only ``data``.
-    """
-    if not x:
-        raise MoescaleError("no variables mapped: give x={'N': 'n_total', ...} (--map N=SQL)")
-    for name, expr in x.items():
-        check_expression(expr, f"mapping {name}")
-    if y is not None:
-        check_expression(y, "y")
-    if where:
-        check_expression(where, "where", clause="where")
-    cols = [f"({expr}) AS {_quote(name)}" for name, expr in x.items()]
-    if y is not None:
-        cols.append(f"({y}) AS y")
-    has_run = run_id in df.columns
-    if has_run:
-        cols.append(f"{_quote(run_id)} AS __run_id")
-    cols.append(f"{_ROW} AS {_ROW}")
-    query = f"SELECT {', '.join(cols)} FROM data" + (f" WHERE ({where})" if where else "") + f" ORDER BY {_ROW}"
-    expected = list(x) + (["y"] if y is not None else []) + (["__run_id"] if has_run else []) + [_ROW]
-    try:
-        if len(duckdb.extract_statements(query)) != 1:
-            raise MoescaleError("the mapping, y and where together are not one SELECT; check their parentheses")
-    except duckdb.Error as exc:
-        raise MoescaleError(f"mapping does not evaluate: {_one_line(exc)}") from None
-    con = _data_connection()
-    try:
-        con.register("data", df.assign(**{_ROW: np.arange(len(df))}))
-        out = con.execute(query).df()
-    except duckdb.Error as exc:
-        raise MoescaleError(f"mapping does not evaluate: {_one_line(exc)}") from None
-    finally:
-        con.close()
-    if list(out.columns) != expected:
-        raise MoescaleError(f"the mapping selects columns {', '.join(map(str, out.columns))}, not {', '.join(expected)}: "
-                            "each --map and --y must be one expression")
-    runs = out.pop("__run_id").to_numpy() if has_run else None
-    out.attrs["source_rows"] = out.pop(_ROW).to_numpy()
-    for col in out.columns:
-        try:
-            out[col] = pd.to_numeric(out[col]).astype(float)
-        except (TypeError, ValueError, OverflowError):
-            raise MoescaleError(f"variable {col} is not numeric (mapping {x.get(col, y)!r})") from None
-    return out, runs
-
-
 def _check(law: Law, sel: pd.DataFrame, x: Mapping[str, str], y: str, objective: Objective, n_free: int) -> None:
     exprs = dict(x)
     exprs["y"] = y
@@ -288,14 +188,6 @@ def _check(law: Law, sel: pd.DataFrame, x: Mapping[str, str], y: str, objective:
             )
     if len(sel) < n_free:
         raise MoescaleError(f"{len(sel)} points selected but law {law.name!r} has {n_free} free parameters: need at least {n_free}")
-
-
-def fingerprint(sel: pd.DataFrame) -> str:
-    """sha256 of the selected data: columns sorted by name, rows sorted, values as 17-digit floats."""
-    cols = sorted(sel.columns)
-    rows = sorted(tuple(float(v) for v in row) for row in sel[cols].itertuples(index=False))
-    text = ",".join(cols) + "\n" + "\n".join(",".join(format(v, ".17g") for v in row) for row in rows)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --------------------------------------------------------------------------- fitting
@@ -337,11 +229,16 @@ def optimize_law(problem: LossProblem, starts: np.ndarray, *, n_polish: int = N_
         if best is None or pol.fun < best.fun:
             best = pol
     # scipy stops with "abnormal termination in line search" once no float64 step can lower the
-    # objective; that is convergence when the scaled gradient is also negligible.
+    # objective; that is convergence when the scaled gradient is also negligible: below 1e-6 of
+    # the objective, or below 1e-3 of it after such a stop (a flat, weakly identified direction,
+    # as in Clark et al.'s law, leaves gradient noise of ~1e-4 relative at the float64 floor, and
+    # its size there differs between CPUs' BLAS kernels).
     _, g = fun(best.x[None, :], np.array([0]), True)
     scale = np.maximum(np.abs(best.x), 1.0)
     free_g = projected_grad(best.x, g[0], problem.lower, problem.upper)
-    small_grad = np.max(np.abs(free_g) * scale) <= 1e-6 * max(abs(best.fun), 1e-12) or np.max(np.abs(free_g)) <= 1e-12
+    rel_grad = np.max(np.abs(free_g) * scale) / max(abs(best.fun), 1e-12)
+    stalled = "ABNORMAL" in str(best.message).upper()
+    small_grad = rel_grad <= (1e-3 if stalled else 1e-6) or np.max(np.abs(free_g)) <= 1e-12
     converged = bool(best.success or small_grad)
     return problem.from_z(best.x)[0], best.fun, converged, best.message, batch
 
@@ -380,7 +277,7 @@ def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", wher
     variables = tuple(x) if x else None
     law = get_law(law, variables)
     if not x:
-        x = {v: _quote(v) for v in law.variables}
+        x = {v: quote(v) for v in law.variables}
     unknown = [v for v in x if v not in law.variables]
     if unknown:
         raise MoescaleError(f"unknown variable(s) {', '.join(unknown)} for law {law.name!r}; its variables are {', '.join(law.variables)}")
@@ -528,3 +425,26 @@ def _store_object(store):
     from scaling.store import Store
 
     return Store(store, create=False)
+
+
+def open_fit_store(data, store: str | Path | None = None):
+    """The store a fit of ``data`` reads its table from and is saved to, opened (never created), or None.
+
+    A store is opened when ``store`` names one, or when ``data`` is neither an existing file
+    nor a registered dataset, so it names a table or view of the default store
+    ($MOESCALE_STORE, else ./moescale.duckdb); this is what ``moescale fit`` does. When that
+    default store is missing, the MoescaleError says what ``data`` could have been.
+    """
+    if store is None and is_file_or_dataset(data):
+        return None
+    from scaling.store import Store
+
+    try:
+        return Store(store, create=False)
+    except MoescaleError as exc:
+        if store is not None:
+            raise
+        from scaling.datasets import names
+
+        raise MoescaleError(f"{data!r} is neither a file, a dataset ({', '.join(names())}) nor a store "
+                            f"table: {exc}") from None

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["PLAUSIBLE", "SPAN", "ParameterCheck", "check_parameters", "degenerate_reasons", "unidentified"]
+__all__ = ["PLAUSIBLE", "SPAN", "ParameterCheck", "check_parameters", "degenerate_reasons", "fit_flags", "unidentified"]
 
 #: Fraction of a parameter's range that an interval may span before the parameter is "not identified".
 SPAN = 0.5
@@ -127,3 +127,18 @@ def degenerate_reasons(fit, y_min: float | None = None) -> list[str]:
             if not lo <= v <= hi:
                 reasons.append(f"exponent {name} = {v:.3g} is outside the plausible range [{lo:g}, {hi:g}]")
     return reasons
+
+
+def fit_flags(fit, ci: dict | None = None, y_min: float | None = None) -> str:
+    """One line that flags a fit wherever it is shown (CLI summary, JSON, report tables, figure captions):
+    "" when every free parameter is identified and the fit is not degenerate, else e.g.
+    "not identified: gamma (on bound), lam (not identified); degenerate: exponent alpha = 3.77 ...".
+    """
+    parts = []
+    bad = [c for c in check_parameters(fit, ci) if not c.identified]
+    if bad:
+        parts.append("not identified: " + ", ".join(f"{c.name} ({c.status})" for c in bad))
+    reasons = degenerate_reasons(fit, y_min)
+    if reasons:
+        parts.append("degenerate: " + "; ".join(reasons))
+    return "; ".join(parts)

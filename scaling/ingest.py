@@ -39,8 +39,9 @@ import duckdb
 import pyarrow as pa
 
 from scaling import rundir
-from scaling.errors import MoescaleError
-from scaling.store import Store, _literal, quote, refresh_final
+from scaling.errors import MoescaleError, first_line
+from scaling.progress import track
+from scaling.store import Store, quote, refresh_final, sql_literal
 
 
 @dataclass
@@ -199,8 +200,8 @@ def _bulk_metrics(con, entries) -> list:
     if "step" not in keys or "tokens" not in keys:
         return entries
     files = {str(e["dir"] / rundir.METRICS_FILE): e for e in candidates}
-    columns = "{" + ", ".join(f"{_literal(k)}: 'DOUBLE'" for k in keys) + "}"
-    file_list = "[" + ", ".join(_literal(f) for f in files) + "]"
+    columns = "{" + ", ".join(f"{sql_literal(k)}: 'DOUBLE'" for k in keys) + "}"
+    file_list = "[" + ", ".join(sql_literal(f) for f in files) + "]"
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE _bulk_wide AS SELECT * FROM read_json({file_list}, "
@@ -237,21 +238,12 @@ def _bulk_metrics(con, entries) -> list:
     return rest
 
 
-def _progress(items, enabled: bool, description: str):
-    if not enabled:
-        return items
-    from rich.console import Console
-    from rich.progress import track
-
-    return track(items, description=description, console=Console(stderr=True), transient=True)
-
-
 def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
     """Parse the runs to write, then replace/insert their rows in one transaction."""
     # Parse everything before the transaction: a bad file raises with the store untouched.
     rest = _bulk_metrics(con, to_write)
     metric_parts, eval_columns = [], []
-    for entry in _progress(rest, show and len(rest) >= 20, "parsing metrics"):
+    for entry in track(rest, "parsing metrics", enabled=show and len(rest) >= 20):
         metric_parts.append(_metrics_long(entry, summary.warnings))
     for entry in to_write:
         eval_columns.append(
@@ -278,8 +270,7 @@ def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
         con.execute("COMMIT")
     except duckdb.Error as exc:
         con.execute("ROLLBACK")
-        text = str(exc).strip().splitlines()[0]
-        raise MoescaleError(f"ingest failed, store unchanged: {text}") from None
+        raise MoescaleError(f"ingest failed, store unchanged: {first_line(exc)}") from None
     except BaseException:
         con.execute("ROLLBACK")
         raise
@@ -325,7 +316,7 @@ def ingest(store, dirs, progress: bool = True) -> IngestSummary:
     show = progress and len(paths) >= 20
 
     entries: dict[str, dict] = {}
-    for d in _progress(paths, show, "reading run directories"):
+    for d in track(paths, "reading run directories", enabled=show):
         run = rundir.read_run_json(d)
         run["config"] = _normalized_config(run["config"])
         scan = scan_run_dir(d)

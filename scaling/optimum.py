@@ -25,11 +25,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from scaling.bootstrap import refit_weighted
+from scaling.claims import MIN_RUNS
 from scaling.errors import MoescaleError
+from scaling.final import load_final
+from scaling.fitjson import jsonable
+from scaling.laws import MOE_X
+
+if TYPE_CHECKING:
+    from scaling.accuracy import AccuracyResult, KindModel
+    from scaling.final import FinalRuns
+    from scaling.fitting import FitResult
+    from scaling.planner import GridSpace
 
 __all__ = ["OptimumResult", "find_optimum", "grid_from_runs", "candidate_table", "optimal_experts", "OBJECTIVES"]
 
@@ -62,7 +74,7 @@ class OptimumResult:
     trend: pd.DataFrame
     pareto: pd.DataFrame
     candidates: pd.DataFrame
-    grid: tuple
+    grid: tuple[GridSpace, ...]
     bootstrap: int
     seed: int
     notes: list[str] = field(default_factory=list)
@@ -83,6 +95,13 @@ class OptimumResult:
 
     def __str__(self) -> str:
         return self.summary()
+
+    def to_json(self) -> dict:
+        """What ``moescale optimum --json`` writes: best, frequency, sparsity_frequency, trend and
+        pareto as records (NaN as null), bootstrap, seed. The per-architecture ``candidates`` table
+        and the grid are left out: they are inputs the figures redraw from."""
+        return jsonable({"best": self.best, "frequency": self.frequency, "sparsity_frequency": self.sparsity_frequency,
+                         "trend": self.trend, "pareto": self.pareto, "bootstrap": self.bootstrap, "seed": self.seed})
 
 
 def _arch_name(r) -> str:
@@ -182,29 +201,24 @@ def _trend(best: pd.DataFrame) -> pd.DataFrame:
                                        "coefficient", "n_points"])
 
 
-def find_optimum(source, compute, *, memory: float | None = None, active: float | None = None,
-                 objective="loss", grid=None, widen: dict | None = None, bootstrap: int = 200, seed: int = 0,
-                 evals: pd.DataFrame | None = None, loss_fit=None, loss_samples: np.ndarray | None = None,
-                 accuracy=None, weights: np.ndarray | None = None) -> OptimumResult:
-    """The best architecture per compute budget and objective (see the module docstring).
+@dataclass
+class _Models:
+    """What the optimum evaluates: the loss law's fit and its resample refits (B, n_params) on the
+    run weights (B, n_runs), and the accuracy model of each accuracy objective."""
 
-    Args:
-        source: a Store, a store path, or a DataFrame of the ``final`` view (give ``evals`` too
-            for accuracy objectives).
-        compute: budgets C in FLOPs (a number or a list).
-        memory: cap on N_total (None: no cap). active: cap on N_active (None: no cap).
-        objective: "loss", "memorization", "reasoning", or a list of them.
-        grid: a GridSpace (or tuple of them) of candidates; default the sweep's own
-            (``grid_from_runs``), widened by ``widen`` (axis -> extra values).
-        bootstrap: resamples of runs for the uncertainty (0: none). seed: their seed.
-        loss_fit, loss_samples, accuracy, weights: reuse a full ``moe`` FitResult, its bootstrap
-            parameter vectors (B, 7), an AccuracyResult and the resample weights (B, n_runs) made
-            by ``scaling.analysis.analyze`` (computed here when not given).
-    Raises MoescaleError (one line) for no finished runs, too few runs, a budget no candidate can
-    meet (D < 1 token, or no candidate under the caps) and an objective without eval data.
-    """
-    from scaling.claims import MIN_RUNS, MOE_X, final_runs, open_store, refit_weighted, resample_runs
+    loss_fit: FitResult
+    samples: np.ndarray | None
+    weights: np.ndarray | None
+    accuracy: AccuracyResult | None
+    acc_models: dict[str, KindModel]
 
+    @property
+    def n_boot(self) -> int:
+        return 0 if self.samples is None else len(self.samples)
+
+
+def _check_request(objective, compute, memory, active, bootstrap) -> tuple[list[str], list[float]]:
+    """The objectives and budgets asked for as lists, after checking them and the caps."""
     objectives = [objective] if isinstance(objective, str) else list(objective)
     bad = [o for o in objectives if o not in OBJECTIVES]
     if bad or not objectives:
@@ -217,25 +231,25 @@ def find_optimum(source, compute, *, memory: float | None = None, active: float 
             raise MoescaleError(f"{name} cap {cap!r} must be finite and > 0")
     if int(bootstrap) < 0:
         raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
-    if isinstance(source, pd.DataFrame):
-        final, _ = final_runs(source)
-    else:
-        store = open_store(source)
-        final, _ = final_runs(store)
-        if evals is None and any(o != "loss" for o in objectives):
-            evals = store.sql("SELECT * FROM evals")
-    if len(final) < MIN_RUNS:
-        raise MoescaleError(f"{len(final)} finished runs; the moe law needs at least {MIN_RUNS} (7 free parameters plus 3)")
-    if loss_fit is None:
-        from scaling.fitting import fit
+    return objectives, compute
 
+
+def _fit_models(runs: FinalRuns, objectives, bootstrap: int, seed: int, loss_fit, loss_samples, accuracy,
+                weights) -> _Models:
+    """The models the optimum evaluates, reusing those given and fitting the rest on ``runs``:
+    the full ``moe`` law (lam fixed at 0 with one top_k), its refits on ``bootstrap`` resamples of
+    runs, and the GLM of each accuracy objective refitted on the same resamples."""
+    from scaling.fitting import fit
+
+    final = runs.final
+    if loss_fit is None:
         fix = None if final["top_k"].nunique() >= 2 else {"lam": 0.0}
         loss_fit = fit(final, "moe", x=MOE_X, y="val_loss", stderr=False, fix=fix)
     B = int(bootstrap) if loss_samples is None else len(loss_samples)
     if B and weights is None:
-        weights = resample_runs(final["run_id"], B, seed)
+        weights = runs.resample(B, seed)
     if B and loss_samples is None:
-        loss_samples, ok = refit_weighted(loss_fit, weights)
+        loss_samples, _ = refit_weighted(loss_fit, weights)
     acc_models = {}
     for o in objectives:
         if o == "loss":
@@ -243,16 +257,18 @@ def find_optimum(source, compute, *, memory: float | None = None, active: float 
         if accuracy is None:
             from scaling.accuracy import accuracy_models
 
-            if evals is None or len(evals) == 0:
+            if len(runs.evals) == 0:
                 raise MoescaleError(f"objective {o!r} needs eval data, but the store has no evals rows")
-            accuracy = accuracy_models(final, evals, kinds=None, bootstrap=0, weights=weights if B else None,
-                                       two_step=False)
+            accuracy = accuracy_models(runs, kinds=None, bootstrap=0, weights=weights if B else None, two_step=False)
         if o not in accuracy.models:
             raise MoescaleError(f"objective {o!r} needs {o} accuracy evals; the store has "
                                 f"{', '.join(accuracy.models) or 'none'}")
-        m = accuracy.models[o]
-        acc_models[o] = m
-    grid = grid if grid is not None else grid_from_runs(final, widen)
+        acc_models[o] = accuracy.models[o]
+    return _Models(loss_fit, loss_samples if B else None, weights if B else None, accuracy, acc_models)
+
+
+def _capped_candidates(grid, memory: float | None, active: float | None) -> pd.DataFrame:
+    """``candidate_table(grid)`` with N_total <= memory and N_active <= active (None: no cap)."""
     cand = candidate_table(grid)
     if memory is not None:
         cand = cand[cand["n_total"] <= memory]
@@ -263,100 +279,168 @@ def find_optimum(source, compute, *, memory: float | None = None, active: float 
         cand = cand[cand["n_active"] <= active]
         if cand.empty:
             raise MoescaleError(f"no architecture of the grid has N_active <= {active:.4g} under the caps")
-    cand = cand.reset_index(drop=True)
-    law = loss_fit.law
-    P0 = loss_fit.vector()[None, :]
-    ranges = {"n_total": (final["n_total"].min(), final["n_total"].max()),
-              "tokens": (final["tokens"].min(), final["tokens"].max()),
-              "sparsity": (final["sparsity"].min(), final["sparsity"].max()),
-              "compute": (final["active_flops"].min(), final["active_flops"].max())}
+    return cand.reset_index(drop=True)
+
+
+def _budget_candidates(cand: pd.DataFrame, C: float, models: _Models, objectives: list[str]) -> pd.DataFrame:
+    """The candidates at budget C with what they buy: tokens D = C / flops_per_token (candidates
+    with D < 1 dropped), tpp = D / N_total, compute, and the point prediction of the loss law
+    (``loss``) and of each accuracy objective (a column named after it)."""
+    cc = cand.copy()
+    cc["tokens"] = C / cc["flops_per_token"]
+    cc = cc[cc["tokens"] >= 1].reset_index(drop=True)
+    if cc.empty:
+        raise MoescaleError(f"compute budget {C:.3g} buys less than one token for every candidate architecture "
+                            f"(cheapest: {cand['flops_per_token'].min():.3g} FLOPs per token)")
+    cc["tpp"] = cc["tokens"] / cc["n_total"]
+    cc["compute"] = C
+    law, P0 = models.loss_fit.law, models.loss_fit.vector()[None, :]
+    point = {o: _objective_values(o, cc, law, P0, {k: (v, None) for k, v in models.acc_models.items()}, C)[0]
+             for o in ["loss", *(o for o in objectives if o != "loss")]}
+    for o, v in point.items():
+        cc[o] = v
+    return cc
+
+
+def _pareto(cc: pd.DataFrame, C: float) -> list[dict]:
+    """The predicted-loss / N_total front at budget C: candidates by N_total, each lower in loss than all smaller."""
+    rows, best_so_far = [], np.inf
+    for r in cc.sort_values(["n_total", "loss"]).reset_index(drop=True).itertuples(index=False):
+        if r.loss < best_so_far:
+            best_so_far = r.loss
+            rows.append({"compute": C, "arch": r.arch, "n_total": r.n_total, "sparsity": r.sparsity, "loss": r.loss})
+    return rows
+
+
+def _point_optimum(cc: pd.DataFrame, objective: str) -> int:
+    """The row of ``_budget_candidates`` that is optimal under the point fit: argmin of the loss,
+    or argmax of the objective's accuracy."""
+    sign = 1.0 if objective == "loss" else -1.0
+    return int(np.argmin(sign * cc[objective].to_numpy()))
+
+
+def _bootstrap_frequencies(cc: pd.DataFrame, objective: str, i: int, models: _Models,
+                          final: pd.DataFrame) -> tuple[list[dict], list[dict], dict]:
+    """The optimum on each bootstrap resample (the refitted law and GLM; resamples with a
+    non-finite prediction dropped) among the budget's candidates ``cc``, ``i`` the point optimum.
+
+    Returns (frequency rows: objective, compute, arch, n_experts, top_k, d_model, n_layers,
+    sparsity, count, share; sparsity_frequency rows: objective, compute, sparsity, count, share;
+    the point optimum's pred_low, pred_high (2.5-97.5% of its predicted value), frequency (its
+    share of resamples), sparsity_low, sparsity_high (2.5-97.5% of the optimal sparsity)).
+    """
+    o, C = objective, float(cc["compute"].iloc[0])
+    sign = 1.0 if o == "loss" else -1.0
+    acc = {}
+    if o != "loss":  # refit the GLM on the same resamples when the accuracy result lacks them
+        acc = {o: (models.acc_models[o], _glm_samples(models.accuracy, o, final, models.weights))}
+    V = _objective_values(o, cc, models.loss_fit.law, models.samples, acc, C)
+    V = V[np.isfinite(V).all(axis=1)]
+    boot_best = np.argmin(sign * V, axis=1)
+    counts = pd.Series(cc["arch"].to_numpy()[boot_best]).value_counts()
+    freq = []
+    for arch, cnt in counts.items():
+        a = cc[cc["arch"] == arch].iloc[0]
+        freq.append({"objective": o, "compute": C, "arch": arch, "n_experts": int(a.n_experts), "top_k": int(a.top_k),
+                     "d_model": int(a.d_model), "n_layers": int(a.n_layers), "sparsity": float(a.sparsity),
+                     "count": int(cnt), "share": cnt / len(boot_best)})
+    sp = cc["sparsity"].to_numpy()[boot_best]
+    sfreq = [{"objective": o, "compute": C, "sparsity": float(s_val), "count": int(cnt), "share": cnt / len(sp)}
+             for s_val, cnt in pd.Series(sp).value_counts().sort_index().items()]
+    pred_lo, pred_hi = np.percentile(V[:, i], [2.5, 97.5])
+    s_lo, s_hi = np.percentile(sp, [2.5, 97.5], method="nearest")
+    stats = {"pred_low": float(pred_lo), "pred_high": float(pred_hi),
+             "frequency": float(counts.get(cc["arch"].iloc[i], 0) / len(boot_best)),
+             "sparsity_low": float(s_lo), "sparsity_high": float(s_hi)}
+    return freq, sfreq, stats
+
+
+def _optimum_flags(row: pd.Series, cc: pd.DataFrame, ranges: dict[str, tuple[float, float]],
+                  capped: bool) -> dict:
+    """Why an optimum is uncertain: ``at_edge`` / ``edge`` when it has the smallest or largest
+    N_total (the largest under the caps when ``capped``) or sparsity of the budget's candidates
+    ``cc``; ``extrapolation`` / ``extrapolation_reason`` when its N_total, tokens, sparsity or
+    budget lies outside the data's ``ranges`` (``_data_ranges``)."""
+    edges = []
+    if row["n_total"] == cc["n_total"].min():
+        edges.append("smallest N_total of the grid")
+    if row["n_total"] == cc["n_total"].max():
+        edges.append("largest N_total of the grid" + (" under the caps" if capped else ""))
+    if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].min():
+        edges.append("lowest sparsity of the grid")
+    if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].max():
+        edges.append("highest sparsity of the grid")
+    extra = []
+    for q, key in (("N_total", "n_total"), ("tokens", "tokens"), ("sparsity", "sparsity"), ("compute", "compute")):
+        val, (lo, hi) = row[key], ranges[key]
+        if val < lo * (1 - 1e-9) or val > hi * (1 + 1e-9):
+            extra.append(f"{q} {val:.3g} outside the data's {lo:.3g}..{hi:.3g}")
+    return {"at_edge": bool(edges), "edge": "; ".join(edges), "extrapolation": bool(extra),
+            "extrapolation_reason": "; ".join(extra)}
+
+
+def _data_ranges(final: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """The sampled range (min, max) of N_total, tokens, sparsity and compute (active FLOPs) of the runs."""
+    cols = {"n_total": "n_total", "tokens": "tokens", "sparsity": "sparsity", "compute": "active_flops"}
+    return {k: (final[c].min(), final[c].max()) for k, c in cols.items()}
+
+
+def find_optimum(source, compute, *, memory: float | None = None, active: float | None = None,
+                 objective="loss", grid: GridSpace | tuple[GridSpace, ...] | None = None, widen: dict | None = None,
+                 bootstrap: int = 200, seed: int = 0, evals: pd.DataFrame | None = None,
+                 loss_fit: FitResult | None = None, loss_samples: np.ndarray | None = None,
+                 accuracy: AccuracyResult | None = None, weights: np.ndarray | None = None) -> OptimumResult:
+    """The best architecture per compute budget and objective (see the module docstring).
+
+    Args:
+        source: the runs loaded by ``scaling.final.load_final``, a Store, a store path, or a
+            DataFrame of the ``final`` view (give ``evals`` too for accuracy objectives).
+        compute: budgets C in FLOPs (a number or a list).
+        memory: cap on N_total (None: no cap). active: cap on N_active (None: no cap).
+        objective: "loss", "memorization", "reasoning", or a list of them.
+        grid: a GridSpace (or tuple of them) of candidates; default the sweep's own
+            (``grid_from_runs``), widened by ``widen`` (axis -> extra values).
+        bootstrap: resamples of runs for the uncertainty (0: none). seed: their seed.
+        loss_fit, loss_samples, accuracy, weights: reuse a full ``moe`` FitResult, its bootstrap
+            parameter vectors (B, 7), an AccuracyResult and the resample weights (B, n_runs) made
+            by ``scaling.analysis.analyze`` (computed here when not given).
+    Raises MoescaleError (one line) for no finished runs, too few runs, a budget no candidate can
+    meet (D < 1 token, or no candidate under the caps) and an objective without eval data.
+    """
+    objectives, compute = _check_request(objective, compute, memory, active, bootstrap)
+    runs = load_final(source, evals=evals)
+    final = runs.final
+    if len(final) < MIN_RUNS:
+        raise MoescaleError(f"{len(final)} finished runs; the moe law needs at least {MIN_RUNS} (7 free parameters plus 3)")
+    models = _fit_models(runs, objectives, bootstrap, seed, loss_fit, loss_samples, accuracy, weights)
+    grid = grid if grid is not None else grid_from_runs(final, widen)
+    cand = _capped_candidates(grid, memory, active)
+    ranges = _data_ranges(final)
+    nan = float("nan")
     best_rows, freq_rows, sfreq_rows, pareto_rows, cand_rows = [], [], [], [], []
     for C in compute:
-        cc = cand.copy()
-        cc["tokens"] = C / cc["flops_per_token"]
-        cc = cc[cc["tokens"] >= 1].reset_index(drop=True)
-        if cc.empty:
-            raise MoescaleError(f"compute budget {C:.3g} buys less than one token for every candidate architecture "
-                                f"(cheapest: {cand['flops_per_token'].min():.3g} FLOPs per token)")
-        cc["tpp"] = cc["tokens"] / cc["n_total"]
-        cc["compute"] = C
-        point = {}
-        for o in objectives:
-            point[o] = _objective_values(o, cc, law, P0, {k: (v, None) for k, v in acc_models.items()}, C)[0]
-        cc["loss"] = point["loss"] if "loss" in point else law.predict(P0, {
-            "N": cc["n_total"].to_numpy(), "s": cc["sparsity"].to_numpy(), "n_exp": cc["n_experts"].to_numpy(),
-            "D": cc["tokens"].to_numpy()})[0]
-        for o in objectives:
-            if o != "loss":
-                cc[o] = point[o]
+        cc = _budget_candidates(cand, C, models, objectives)
         cand_rows.append(cc)
-        # Pareto front of predicted loss against N_total
-        order = cc.sort_values(["n_total", "loss"]).reset_index(drop=True)
-        best_so_far = np.inf
-        for r in order.itertuples(index=False):
-            if r.loss < best_so_far:
-                best_so_far = r.loss
-                pareto_rows.append({"compute": C, "arch": r.arch, "n_total": r.n_total, "sparsity": r.sparsity,
-                                    "loss": r.loss})
+        pareto_rows += _pareto(cc, C)
         for o in objectives:
-            sign = 1.0 if o == "loss" else -1.0
-            v = point[o]
-            i = int(np.argmin(sign * v))
+            i = _point_optimum(cc, o)
             row = cc.iloc[i]
-            boot_best = None
-            if B:
-                bparams = None if o == "loss" else acc_models[o].bootstrap_params
-                if o != "loss":
-                    # refit the GLM on the same resamples when the accuracy result lacks them
-                    bparams = _glm_samples(accuracy, o, final, weights)
-                V = _objective_values(o, cc, law, loss_samples, {o: (acc_models[o], bparams)} if o != "loss" else {}, C)
-                ok = np.isfinite(V).all(axis=1)
-                V = V[ok]
-                boot_best = np.argmin(sign * V, axis=1)
-                counts = pd.Series(cc["arch"].to_numpy()[boot_best]).value_counts()
-                for arch, cnt in counts.items():
-                    a = cc[cc["arch"] == arch].iloc[0]
-                    freq_rows.append({"objective": o, "compute": C, "arch": arch, "n_experts": int(a.n_experts),
-                                      "top_k": int(a.top_k), "d_model": int(a.d_model), "n_layers": int(a.n_layers),
-                                      "sparsity": float(a.sparsity), "count": int(cnt), "share": cnt / len(boot_best)})
-                sp = cc["sparsity"].to_numpy()[boot_best]
-                for s_val, cnt in pd.Series(sp).value_counts().sort_index().items():
-                    sfreq_rows.append({"objective": o, "compute": C, "sparsity": float(s_val), "count": int(cnt),
-                                       "share": cnt / len(sp)})
-                pred_lo, pred_hi = np.percentile(V[:, i], [2.5, 97.5])
-                s_lo, s_hi = np.percentile(sp, [2.5, 97.5], method="nearest")
-                share = float(counts.get(row["arch"], 0) / len(boot_best))
-            else:
-                pred_lo = pred_hi = s_lo = s_hi = float("nan")
-                share = float("nan")
-            edges = []
-            if row["n_total"] == cc["n_total"].min():
-                edges.append("smallest N_total of the grid")
-            if row["n_total"] == cc["n_total"].max():
-                edges.append("largest N_total of the grid" + (" under the caps" if memory or active else ""))
-            if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].min():
-                edges.append("lowest sparsity of the grid")
-            if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].max():
-                edges.append("highest sparsity of the grid")
-            extra = []
-            for q, val in (("N_total", row["n_total"]), ("tokens", row["tokens"]), ("sparsity", row["sparsity"]),
-                           ("compute", C)):
-                key = {"N_total": "n_total"}.get(q, q)
-                lo, hi = ranges[key]
-                if val < lo * (1 - 1e-9) or val > hi * (1 + 1e-9):
-                    extra.append(f"{q} {val:.3g} outside the data's {lo:.3g}..{hi:.3g}")
+            stats = dict.fromkeys(("pred_low", "pred_high", "frequency", "sparsity_low", "sparsity_high"), nan)
+            if models.n_boot:
+                freq, sfreq, stats = _bootstrap_frequencies(cc, o, i, models, final)
+                freq_rows, sfreq_rows = freq_rows + freq, sfreq_rows + sfreq
             best_rows.append({"objective": o, "compute": C, "memory": memory, "active": active,
                               **{k: int(row[k]) for k in _ARCH}, "arch": row["arch"], "n_total": row["n_total"],
                               "n_active": row["n_active"], "sparsity": row["sparsity"], "tokens": row["tokens"],
-                              "tpp": row["tpp"], "predicted": float(v[i]), "pred_low": float(pred_lo),
-                              "pred_high": float(pred_hi), "frequency": share, "sparsity_low": float(s_lo),
-                              "sparsity_high": float(s_hi), "at_edge": bool(edges), "edge": "; ".join(edges),
-                              "extrapolation": bool(extra), "extrapolation_reason": "; ".join(extra)})
+                              "tpp": row["tpp"], "predicted": float(row[o]), "pred_low": stats["pred_low"],
+                              "pred_high": stats["pred_high"], "frequency": stats["frequency"],
+                              "sparsity_low": stats["sparsity_low"], "sparsity_high": stats["sparsity_high"],
+                              **_optimum_flags(row, cc, ranges, bool(memory or active))})
     best = pd.DataFrame(best_rows)
     return OptimumResult(best=best, frequency=pd.DataFrame(freq_rows), sparsity_frequency=pd.DataFrame(sfreq_rows),
                          trend=_trend(best), pareto=pd.DataFrame(pareto_rows),
                          candidates=pd.concat(cand_rows, ignore_index=True),
-                         grid=grid if isinstance(grid, tuple) else (grid,), bootstrap=B, seed=int(seed))
+                         grid=grid if isinstance(grid, tuple) else (grid,), bootstrap=models.n_boot, seed=int(seed))
 
 
 def _glm_samples(accuracy, kind, final, weights):

@@ -23,11 +23,12 @@ import itertools
 import json
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
-from scaling.architecture import Architecture
-from scaling.errors import MoescaleError
+from scaling.architecture import Architecture, human  # noqa: F401  (human: re-exported)
+from scaling.errors import MoescaleError, first_line
 
 
 @dataclass(frozen=True)
@@ -334,7 +335,7 @@ class Sweep:
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            problem = getattr(exc, "problem", None) or first_line(exc)
             raise MoescaleError(f"sweep {source}{where}: not valid YAML ({problem})") from None
         if not isinstance(data, dict) or "runs" not in data or "name" not in data:
             raise MoescaleError(f"sweep {str(source)[:80]}: expected a mapping with 'name' and 'runs'")
@@ -369,16 +370,6 @@ class Sweep:
         widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
         lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
         return "\n".join(lines + [f"{len(self.runs)} runs"])
-
-
-def human(n: float) -> str:
-    """A count as 320.2M, 13.16B, 1.5K (beyond 1000T, as 1.2e+18)."""
-    if abs(n) >= 1e15:
-        return f"{n:.3g}"
-    for scale, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= scale:
-            return f"{n / scale:.4g}{suffix}"
-    return f"{n:g}"
 
 
 def candidates(spaces: tuple[GridSpace, ...] | GridSpace, constraints: Constraints) -> list[Architecture]:
@@ -452,3 +443,31 @@ def plan(
             runs.append(PlannedRun.create(arch, round(tokens), seed))
     return Sweep(name=name or (preset.name if preset else "sweep"), runs=runs, preset=preset.name if preset else None,
                  constraints=constraints, train=copy.deepcopy(preset.train) if preset else {})
+
+
+#: The grid axes ``moescale plan grid`` takes as options (GridSpace field -> option), in order.
+GRID_OPTIONS = {
+    "n_layers": "--n-layers", "d_model": "--d-model", "n_experts": "--n-experts", "top_k": "--top-k",
+    "granularity": "--granularity", "head_dim": "--head-dim", "vocab_size": "--vocab", "seq_len": "--seq-len",
+    "n_kv_heads": "--n-kv-heads",
+}  # fmt: skip
+
+
+def plan_grid(preset: str | None = None, axes: Mapping | None = None, tied_embeddings: bool = False,
+              name: str | None = None, seed: int = 0, **budgets) -> Sweep:
+    """The sweep of ``moescale plan grid``: a preset's grid, or the GridSpace of the axes given.
+
+    ``axes`` maps GridSpace fields to values (None: not given, the field's default); a preset
+    fixes its grid, so no axis may be given with one, and without one d_model and n_layers
+    are required. ``budgets`` are the :class:`Constraints` fields. See :func:`plan`.
+    """
+    given = {k: v for k, v in (axes or {}).items() if v is not None}
+    if preset:
+        options = [GRID_OPTIONS[k] for k in GRID_OPTIONS if k in given] + (["--tied"] if tied_embeddings else [])
+        if options:
+            raise MoescaleError(f"plan grid: --preset fixes the grid; drop {', '.join(options)}")
+    constraints = Constraints(**budgets)
+    if not preset and ("d_model" not in given or "n_layers" not in given):
+        raise MoescaleError("plan grid: give --preset, or at least --d-model and --n-layers")
+    space = preset or GridSpace(**given, tied_embeddings=tied_embeddings)
+    return plan(space, constraints, name=name, seed=seed)

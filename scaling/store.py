@@ -28,7 +28,9 @@ was dropped says so, and :meth:`Store.rebuild_views` recreates it.
 
 Layering: this module reads files only through :mod:`scaling.tables` and
 :mod:`scaling.datasets` (below it); :mod:`scaling.ingest` and :mod:`scaling.fitting`
-sit above it and are never imported here.
+sit above it and are never imported here. The schema, its migrations and the SQL of
+``final`` live in :mod:`scaling.schema`, the checks of a store file, table name or query
+in :mod:`scaling.store_checks`; both are re-exported here.
 
 Concurrency: every operation takes an inter-process file lock (``<store>.lock``) and
 opens the DuckDB file only for its own duration, retrying with backoff while another
@@ -43,12 +45,10 @@ import json
 import math
 import os
 import random
-import re
 import time
 import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from importlib import resources
 from pathlib import Path
 
 import duckdb
@@ -56,219 +56,24 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from scaling import datasets, tables
-from scaling.errors import MoescaleError
-
-SCHEMA_VERSION = 1
-DEFAULT_STORE = "moescale.duckdb"
-CORE_TABLES = ("meta", "runs", "metrics", "evals", "fits")
-DERIVED_VIEWS = ("final",)
-RESERVED_NAMES = frozenset(CORE_TABLES + DERIVED_VIEWS)
-#: The first bytes of a DuckDB database file: an 8-byte checksum, then the magic "DUCK".
-DUCKDB_MAGIC_OFFSET, DUCKDB_MAGIC = 8, b"DUCK"
-#: Statement types a read-only query may be.
-READ_ONLY_STATEMENTS = ("SELECT",)
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-#: Columns of ``runs`` that ``final`` carries over, in order.
-RUN_COLUMNS = (
-    "run_id", "sweep", "status", "created_at", "code_version", "config",
-    "d_model", "n_layers", "n_heads", "d_ff", "n_experts", "top_k", "vocab_size", "seq_len",
-    "n_total", "n_active", "n_total_nonembed", "n_active_nonembed", "flops_per_token",
-    "tokens_planned", "seed",
+from scaling.errors import MoescaleError, first_line
+from scaling.files import atomic_path
+# Re-exported: the schema and the input checks are part of the store's API.
+from scaling.schema import (  # noqa: F401
+    CORE_TABLES, DERIVED_COLUMNS, DERIVED_VIEWS, MIGRATIONS, RESERVED_NAMES, RUN_COLUMNS, SCHEMA_VERSION,
+    eval_column_names, final_view_sql, quote, refresh_final, schema_sql, schema_version, sql_literal, table_names,
 )  # fmt: skip
-DERIVED_COLUMNS = ("sparsity", "density", "tokens", "tpp", "active_flops", "val_loss")
+from scaling.store_checks import (  # noqa: F401
+    DUCKDB_MAGIC, DUCKDB_MAGIC_OFFSET, READ_ONLY_STATEMENTS,
+    check_export_path, check_statement, check_store_file, check_table_name,
+)  # fmt: skip
+
+DEFAULT_STORE = "moescale.duckdb"
 
 
 def default_path() -> str:
     """$MOESCALE_STORE, else ./moescale.duckdb."""
     return os.environ.get("MOESCALE_STORE") or DEFAULT_STORE
-
-
-def quote(identifier: str) -> str:
-    """A DuckDB quoted identifier: ``"name"`` with inner quotes doubled."""
-    return '"' + str(identifier).replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + str(text).replace("'", "''") + "'"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def check_store_file(path: str | Path, create: bool = True) -> None:
-    """Refuse a store path that is not a DuckDB database file, before DuckDB opens it.
-
-    A missing file is fine when ``create`` (a new store), else MoescaleError. An
-    existing file must start with DuckDB's header (magic ``DUCK`` at byte 8); a path
-    with a table suffix (.csv, .parquet, ...) is refused even when missing.
-    """
-    path = Path(path)
-    try:
-        tables.table_format(path)
-    except MoescaleError:
-        pass
-    else:
-        raise MoescaleError(f"{path}: is a table file name, not a store; import it with `moescale db import {path} --name NAME`")
-    if not path.exists():
-        if not create:
-            raise MoescaleError(f"{path}: no store there (give --store PATH or set MOESCALE_STORE)")
-        return
-    if not path.is_file():
-        raise MoescaleError(f"{path}: is not a file, so not a store")
-    with open(path, "rb") as fh:
-        head = fh.read(DUCKDB_MAGIC_OFFSET + len(DUCKDB_MAGIC))
-    if len(head) == 0 and create:
-        raise MoescaleError(f"{path}: is an empty file, not a DuckDB store; remove it or choose another path")
-    if head[DUCKDB_MAGIC_OFFSET:] != DUCKDB_MAGIC:
-        raise MoescaleError(f"{path}: is not a DuckDB store (no DuckDB header)")
-
-
-def check_table_name(name) -> None:
-    """MoescaleError unless ``name`` can be an imported table: an identifier, not a reserved name."""
-    if not isinstance(name, str) or not _IDENTIFIER.match(name):
-        raise MoescaleError(f"table name {name!r} is not an identifier (letters, digits, _; not starting with a digit)")
-    if name.lower() in RESERVED_NAMES:
-        raise MoescaleError(f"table name {name!r} is reserved for the store ({', '.join(sorted(RESERVED_NAMES))})")
-
-
-def check_statement(query: str, write: bool = False) -> None:
-    """MoescaleError unless ``query`` is SQL that :meth:`Store.sql` may run.
-
-    Read-only (``write=False``): exactly one statement, of a type in
-    :data:`READ_ONLY_STATEMENTS`. With ``write``: any statements that parse.
-    """
-    if not isinstance(query, str) or not query.strip():
-        raise MoescaleError("SQL error: empty query")
-    try:
-        statements = duckdb.extract_statements(query)
-    except duckdb.Error as exc:
-        raise MoescaleError(f"SQL error: {_first_line(exc)}") from None
-    if write:
-        return
-    if len(statements) != 1:
-        raise MoescaleError(
-            f"SQL error: {len(statements)} statements; a read-only query is one statement (--write to run several)"
-        )
-    kind = statements[0].type.name
-    if kind not in READ_ONLY_STATEMENTS:
-        raise MoescaleError(f"SQL error: {kind} statement refused: queries are read-only unless given --write (write=True)")
-
-
-# ----------------------------------------------------------------------------- migrations
-
-
-def _migrate_0_to_1(con) -> None:
-    """Version 0 (stores written before versioning): no ``meta`` table and no ingest
-    bookkeeping columns on ``runs``. Add them; the next ingest of each run refreshes it."""
-    for column, kind in (("content_hash", "VARCHAR"), ("source_dir", "VARCHAR"), ("ingested_at", "TIMESTAMP")):
-        con.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column} {kind}")
-
-
-#: MIGRATIONS[v] upgrades a store at schema version v to version v + 1, in place.
-MIGRATIONS = {0: _migrate_0_to_1}
-
-
-def schema_sql() -> str:
-    """The text of ``scaling/schema.sql`` (the current schema, all ``IF NOT EXISTS``)."""
-    return resources.files("scaling").joinpath("schema.sql").read_text()
-
-
-def _table_names(con) -> set[str]:
-    rows = con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
-    ).fetchall()
-    return {r[0] for r in rows}
-
-
-def schema_version(con) -> int | None:
-    """Schema version of an open store: meta.schema_version, 0 for a pre-versioning store
-    (a ``runs`` table but no ``meta``), None for a store without the project's tables."""
-    names = _table_names(con)
-    if "meta" in names:
-        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            return 0
-        try:
-            return int(row[0])
-        except ValueError:
-            raise MoescaleError(f"meta.schema_version is {row[0]!r}, not an integer") from None
-    return 0 if "runs" in names else None
-
-
-# ----------------------------------------------------------------------------- the final view
-
-
-def eval_column_names(pairs, taken=()) -> list[str]:
-    """Column names ``<task>_<metric>`` for (task, metric) pairs, as lowercase SQL
-    identifiers (other characters become ``_``), made unique against ``taken`` and each other."""
-    used = {t.lower() for t in taken}
-    names = []
-    for task, metric in pairs:
-        base = re.sub(r"[^0-9a-z_]+", "_", f"{task}_{metric}".lower()).strip("_") or "eval"
-        if base[0].isdigit():
-            base = "e_" + base
-        name, n = base, 2
-        while name in used:
-            name, n = f"{base}_{n}", n + 1
-        used.add(name)
-        names.append(name)
-    return names
-
-
-def final_view_sql(pairs) -> str:
-    """CREATE OR REPLACE VIEW final for the given distinct (task, metric) pairs of ``evals``.
-
-    DuckDB cannot define a view over a data-dependent PIVOT, so the eval columns are
-    spelled out as ``max(value) FILTER (WHERE task = .. AND metric = ..)`` and the view is
-    rebuilt after every ingest.
-    """
-    pairs = list(pairs)
-    columns = eval_column_names(pairs, taken=RUN_COLUMNS + DERIVED_COLUMNS)
-    tokens = "coalesce(last_row.tokens, r.tokens_planned)"
-    select = [f"r.{c}" for c in RUN_COLUMNS] + [
-        "r.n_experts::DOUBLE / r.top_k AS sparsity",
-        "r.top_k::DOUBLE / r.n_experts AS density",
-        f"{tokens} AS tokens",
-        f"{tokens}::DOUBLE / r.n_total AS tpp",
-        f"r.flops_per_token * {tokens} AS active_flops",
-        "last_val.val_loss",
-    ]
-    ctes = [
-        "last_row AS (SELECT run_id, arg_max(tokens, step) AS tokens FROM metrics GROUP BY run_id)",
-        "last_val AS (SELECT run_id, arg_max_null(value, step) AS val_loss FROM metrics "
-        "WHERE name = 'val_loss' GROUP BY run_id)",
-    ]
-    joins = ["LEFT JOIN last_row USING (run_id)", "LEFT JOIN last_val USING (run_id)"]
-    if pairs:
-        filters = ",\n        ".join(
-            f"max(value) FILTER (WHERE task = {_literal(t)} AND metric = {_literal(m)}) AS {quote(c)}"
-            for (t, m), c in zip(pairs, columns)
-        )
-        ctes.append(
-            "last_eval AS (SELECT run_id, task, metric, arg_max_null(value, step) AS value "
-            "FROM evals GROUP BY run_id, task, metric)"
-        )
-        ctes.append(f"eval_wide AS (SELECT run_id,\n        {filters}\n    FROM last_eval GROUP BY run_id)")
-        joins.append("LEFT JOIN eval_wide USING (run_id)")
-        select += [f"eval_wide.{quote(c)}" for c in columns]
-    return (
-        "CREATE OR REPLACE VIEW final AS\nWITH "
-        + ",\n".join(ctes)
-        + "\nSELECT "
-        + ",\n    ".join(select)
-        + "\nFROM runs r\n"
-        + "\n".join(joins)
-        + "\nWHERE r.status = 'finished'\nORDER BY r.run_id"
-    )
-
-
-def refresh_final(con) -> None:
-    """(Re)create the ``final`` view from the (task, metric) pairs now in ``evals``."""
-    pairs = con.execute("SELECT DISTINCT task, metric FROM evals ORDER BY task, metric").fetchall()
-    con.execute(final_view_sql(pairs))
 
 
 def _json_safe(obj):
@@ -282,6 +87,28 @@ def _json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def json_records(df: pd.DataFrame) -> list[dict]:
+    """The rows of a query result as JSON-ready dicts (what ``moescale db sql --json`` prints).
+
+    Floats stay exact (pandas' ``to_json`` rounds to 10 digits), NaN, NA and inf become
+    null, and times are ISO 8601 text.
+    """
+    return [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def _json_value(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        if value is not None and not isinstance(value, (str, list, dict)) and value != value:
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if hasattr(value, "item") else value
 
 
 # ----------------------------------------------------------------------------- the store
@@ -315,6 +142,41 @@ class Store:
         with self.connect():  # create or migrate now, so errors surface at open
             pass
 
+    @classmethod
+    @contextmanager
+    def create_on_success(cls, path: str | Path | None = None):
+        """Yield the store at ``path`` for writing; a store that does not exist yet appears only
+        if the block succeeds.
+
+        A missing store is built under a temporary name beside it (under the store's own lock,
+        so a racing command waits, then finds it) and renamed into place when the block ends
+        without an error; a refused ingest or import leaves no new store behind. An existing
+        store (or ``:memory:``) is opened as by ``Store(path)``. What ``moescale ingest`` and
+        ``moescale db import`` write into.
+
+        >>> with Store.create_on_success("new.duckdb") as store:
+        ...     store.import_table("chinchilla_epoch", "chinchilla")
+        """
+        target = Path(path or default_path()).expanduser()
+        if target.exists() or str(target) == ":memory:":
+            yield cls(path, create=True)
+            return
+        check_store_file(target, create=True)
+        if not target.resolve().parent.is_dir():
+            raise MoescaleError(f"{target}: folder {target.resolve().parent} does not exist")
+        with FileLock(str(target) + ".lock"):
+            if not target.exists():
+                with atomic_path(target) as tmp:
+                    tmp.unlink()  # DuckDB creates the file: an empty one is not a store
+                    try:
+                        with cls(tmp) as store:
+                            yield store
+                    finally:
+                        for leftover in (Path(f"{tmp}.lock"), Path(f"{tmp}.wal")):
+                            leftover.unlink(missing_ok=True)
+                return
+        yield cls(path, create=True)
+
     def __repr__(self) -> str:
         return f"Store({self.path!r})"
 
@@ -340,9 +202,9 @@ class Store:
                 return duckdb.connect(self.path, read_only=read_only)
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                    raise MoescaleError(f"{self.path}: cannot open store: {_first_line(exc)}") from None
+                    raise MoescaleError(f"{self.path}: cannot open store: {first_line(exc)}") from None
             except duckdb.Error as exc:
-                raise MoescaleError(f"{self.path}: cannot open store: {_first_line(exc)}") from None
+                raise MoescaleError(f"{self.path}: cannot open store: {first_line(exc)}") from None
             time.sleep(delay * (1 + random.random()))
             delay = min(delay * 2, 1.0)
 
@@ -393,10 +255,10 @@ class Store:
 
     def _ensure_schema(self, con) -> None:
         version = schema_version(con)
-        if version is None and _table_names(con):
+        if version is None and table_names(con):
             raise MoescaleError(
                 f"{self.path}: is a DuckDB database without the store's tables (it has "
-                f"{', '.join(sorted(_table_names(con))[:5])}); not opened as a store"
+                f"{', '.join(sorted(table_names(con))[:5])}); not opened as a store"
             )
         if version is not None and version > SCHEMA_VERSION:
             raise MoescaleError(
@@ -423,7 +285,7 @@ class Store:
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-        missing = [t for t in CORE_TABLES if t not in _table_names(con)]
+        missing = [t for t in CORE_TABLES if t not in table_names(con)]
         if missing:
             raise MoescaleError(
                 f"{self.path}: core table(s) {', '.join(missing)} missing: the store was altered outside "
@@ -434,7 +296,7 @@ class Store:
     def missing_views(self) -> list[str]:
         """The derived views (``final``) that are missing from the store."""
         with self.connect() as con:
-            names = _table_names(con)
+            names = table_names(con)
         return [v for v in DERIVED_VIEWS if v not in names]
 
     def rebuild_views(self) -> list[str]:
@@ -463,8 +325,8 @@ class Store:
                     return pd.DataFrame()
                 return con.df()
             except duckdb.Error as exc:
-                message = f"SQL error: {_first_line(exc)}"
-                missing = [v for v in DERIVED_VIEWS if v not in _table_names(con)]
+                message = f"SQL error: {first_line(exc)}"
+                missing = [v for v in DERIVED_VIEWS if v not in table_names(con)]
                 if missing:
                     message += f" (view {', '.join(missing)} is missing: rebuild it with `moescale db rebuild`)"
                 raise MoescaleError(message) from None
@@ -472,7 +334,23 @@ class Store:
     def tables(self) -> list[str]:
         """Names of the tables and views in the store, sorted."""
         with self.connect() as con:
-            return sorted(_table_names(con))
+            return sorted(table_names(con))
+
+    def table_counts(self) -> pd.DataFrame:
+        """The store's tables and views with their kind (table, view) and row count, by name.
+
+        >>> Store().table_counts()
+           name   kind  rows
+          evals  table     0
+        """
+        with self.connect():  # one connection for all the counts
+            df = self.sql(
+                "SELECT table_name AS name, lower(table_type) AS kind FROM information_schema.tables "
+                "WHERE table_schema = 'main' ORDER BY table_name"
+            )
+            df["kind"] = df["kind"].str.replace("base table", "table")
+            df["rows"] = [int(self.sql(f"SELECT count(*) AS n FROM {quote(n)}")["n"].iloc[0]) for n in df["name"]]
+        return df
 
     def table(self, name: str) -> pd.DataFrame:
         """A whole table or view as a DataFrame; MoescaleError naming the known ones otherwise."""
@@ -520,7 +398,7 @@ class Store:
             shape = tables.check_file(source)  # strict structural pass: file:line of what is wrong
             expression = tables.reader_sql(source)
         with self.connect() as con:
-            if not replace and name in _table_names(con):
+            if not replace and name in table_names(con):
                 raise MoescaleError(f"table {name!r} already exists in {self.path}; pass replace=True (--replace)")
             con.execute("BEGIN TRANSACTION")
             try:
@@ -535,7 +413,7 @@ class Store:
                 con.execute("COMMIT")
             except duckdb.Error as exc:
                 con.execute("ROLLBACK")
-                raise MoescaleError(f"{what}: cannot import: {_first_line(exc)}") from None
+                raise MoescaleError(f"{what}: cannot import: {first_line(exc)}") from None
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
@@ -550,7 +428,7 @@ class Store:
         >>> store.export("final", "final.parquet")
         """
         out = Path(out)
-        fmt = tables.table_format(out)
+        fmt = check_export_path(out)
         options = {
             ".csv": "FORMAT csv, HEADER true",
             ".csv.gz": "FORMAT csv, HEADER true, COMPRESSION gzip",
@@ -559,19 +437,14 @@ class Store:
             ".jsonl": "FORMAT json",
             ".ndjson": "FORMAT json",
         }[fmt]
-        if not out.parent.is_dir():
-            raise MoescaleError(f"{out}: folder {out.parent} does not exist")
         self._require(name)
-        tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
         with self.connect() as con:
             try:
-                con.execute(f"COPY (SELECT * FROM {quote(name)}) TO {_literal(tmp)} ({options})")
-                count = con.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0]
-                os.replace(tmp, out)
+                with atomic_path(out) as tmp:
+                    con.execute(f"COPY (SELECT * FROM {quote(name)}) TO {sql_literal(tmp)} ({options})")
+                    count = con.execute(f"SELECT count(*) FROM {quote(name)}").fetchone()[0]
             except duckdb.Error as exc:
-                raise MoescaleError(f"{out}: cannot export {name!r}: {_first_line(exc)}") from None
-            finally:
-                tmp.unlink(missing_ok=True)
+                raise MoescaleError(f"{out}: cannot export {name!r}: {first_line(exc)}") from None
         return int(count)
 
     def add_fit(

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from scaling import datasets
-from scaling.errors import MoescaleError
+from scaling.errors import MoescaleError, first_line
 
 #: Accepted file suffixes and the DuckDB reader for each.
 READERS = {
@@ -89,11 +89,6 @@ class FileShape:
     rows: int | None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _check_header(file, columns, line: int = 1) -> None:
     seen = set()
     for i, name in enumerate(columns):
@@ -112,7 +107,7 @@ def _check_csv(file: Path, fmt: str) -> FileShape:
     except UnicodeDecodeError as exc:
         raise MoescaleError(f"{file}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except (OSError, EOFError) as exc:
-        raise MoescaleError(f"{file}: cannot read: {_one_line(exc)}") from None
+        raise MoescaleError(f"{file}: cannot read: {first_line(exc)}") from None
     if text.startswith("\ufeff"):
         raise MoescaleError(f"{file}:1: starts with a byte-order mark; save it as UTF-8 without BOM")
     if "\x00" in text:
@@ -254,11 +249,16 @@ def read_file(file: str | Path) -> pd.DataFrame:
     try:
         df = con.sql(f"SELECT * FROM {reader_sql(file)}").df()
     except duckdb.Error as exc:
-        raise MoescaleError(f"{file}: cannot read as {table_format(file)}: {_one_line(exc)}") from None
+        raise MoescaleError(f"{file}: cannot read as {table_format(file)}: {first_line(exc)}") from None
     finally:
         con.close()
     verify_read(file, shape, df.columns, len(df))
     return df
+
+
+def is_file_or_dataset(source) -> bool:
+    """True when ``source`` is an existing path or a registered dataset name: readable without a store."""
+    return Path(str(source)).exists() or str(source) in datasets.REGISTRY
 
 
 def read_table(source, store=None) -> pd.DataFrame:

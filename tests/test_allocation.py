@@ -14,6 +14,7 @@ from scaling.allocation import (
     optimal_sparsity,
     scaling_exponents,
 )
+from scaling.budgets import budget_groups
 from scaling.errors import MoescaleError
 
 # Epoch AI's replication of Chinchilla (Besiroglu et al. 2024) and Hoffmann et al.'s own fit.
@@ -436,3 +437,14 @@ def test_seed_noise_bootstrap():
     # with repeated sizes the noise is estimated from the seeds
     rep = pd.concat([df, df.assign(loss=df.loss * 1.003)])
     assert "N_opt_median" in isoflop_minima(rep, bootstrap=20).columns
+
+
+# --------------------------------------------------------------------------- isoFLOP budgets (scaling.budgets)
+
+
+def test_budget_groups():
+    v = np.array([1e14, 1.01e14, 0.99e14, 3e14, 3.02e14, 1e13])
+    g = budget_groups(v)
+    assert len(np.unique(g)) == 3
+    assert g[0] == g[1] == g[2] and g[3] == g[4]
+    assert g[0] == pytest.approx(np.exp(np.mean(np.log(v[:3]))))

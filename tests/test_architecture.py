@@ -151,3 +151,15 @@ def test_scaling_accounting_and_planner_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_human_counts_and_the_summary_text():
+    from scaling.architecture import human
+
+    assert [human(n) for n in (999, 1500, 320_200_000, 13_160_000_000, 2e12, 1.2e18)] == [
+        "999", "1.5K", "320.2M", "13.16B", "2T", "1.2e+18"]  # fmt: skip
+    arch = Architecture(d_model=512, n_layers=8, n_heads=8, d_ff=1024, n_experts=8, top_k=2)
+    lines = arch.summary_text().splitlines()
+    assert [line.split()[0] for line in lines] == list(arch.summary())
+    assert lines[0] == f"n_total{' ' * 11}  {arch.n_total:,}  ({human(arch.n_total)})"
+    assert lines[-1] == f"granularity{' ' * 7}  {arch.granularity:.4g}"

@@ -4,8 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaling.claims import budget_groups, final_runs, test_claims as run_claims
+from scaling.claims import test_claims as run_claims
 from scaling.errors import MoescaleError
+from scaling.final import final_runs
 from scaling.simulate import Truth, write_store
 
 
@@ -79,14 +80,6 @@ def test_lr_statistic_by_hand(stores, pos_result):
     # percentile CI over the stored bootstrap refits
     lo, hi = np.percentile(res.bootstrap_params.loc[res.bootstrap_params.converged, "lam"], [2.5, 97.5])
     assert (lam.ci_low, lam.ci_high) == pytest.approx((lo, hi), rel=1e-12)
-
-
-def test_budget_groups():
-    v = np.array([1e14, 1.01e14, 0.99e14, 3e14, 3.02e14, 1e13])
-    g = budget_groups(v)
-    assert len(np.unique(g)) == 3
-    assert g[0] == g[1] == g[2] and g[3] == g[4]
-    assert g[0] == pytest.approx(np.exp(np.mean(np.log(v[:3]))))
 
 
 def test_bad_input(stores, tmp_path):

@@ -158,3 +158,17 @@ def test_plan_arguments_are_one_line_errors(tmp_path, capsys, args, message):
     code, out, err = _main([a.format(tmp=tmp_path) for a in args], capsys)
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message.format(tmp=tmp_path) in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar_and_track_are_silent_when_disabled(capsys):
+    from scaling.progress import progress_bar, track
+
+    with progress_bar(10, "bootstrap refits", enabled=False) as update:
+        assert update is None
+    items = [1, 2, 3]
+    assert track(items, "parsing", enabled=False) is items
+    with progress_bar(3, "bootstrap refits") as update:  # enabled: a callback, drawn on stderr only
+        for done in range(1, 4):
+            update(done, 3)
+    assert list(track(items, "parsing")) == items
+    assert capsys.readouterr().out == ""

@@ -111,3 +111,13 @@ def test_corrupt_copy_in_moescale_data_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("MOESCALE_DATA", str(tmp_path))
     with pytest.raises(MoescaleError, match="does not match the registered"):
         datasets.path("chinchilla_epoch")
+
+
+def test_local_copy_finds_moescale_data_then_the_cache_without_downloading(offline, tmp_path, monkeypatch):
+    assert datasets.local_copy("chinchilla_epoch") is None and offline == []
+    datasets.path("chinchilla_epoch")  # downloads into the cache
+    assert datasets.local_copy("chinchilla_epoch") == tmp_path / "cache" / "chinchilla_epoch.csv"
+    monkeypatch.setenv("MOESCALE_DATA", str(dataset_path("chinchilla_epoch.csv").parent))
+    assert datasets.local_copy("chinchilla_epoch") == dataset_path("chinchilla_epoch.csv")
+    with pytest.raises(MoescaleError, match="unknown dataset"):
+        datasets.local_copy("nope")

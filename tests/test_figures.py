@@ -12,7 +12,8 @@ from figures import accuracy as acc_fig
 from figures import curves, loss, public
 from figures.draw import FIGURES, draw_all
 from figures.style import NoData, log_axis, new_figure, save
-from scaling.claims import budget_groups
+from scaling import public_fits
+from scaling.budgets import budget_groups
 from scaling.cli import main
 from scaling.errors import MoescaleError
 
@@ -188,7 +189,7 @@ def test_save_writes_png_and_pdf(tmp_path):
 
 def test_public_figures():
     dataset_path("clark_routing_curves.csv.gz")
-    data, fits = public.clark_fits(routers=("S-Base",))
+    data, fits = public_fits.clark_fits(routers=("S-Base",))
     fig = public.clark_experts(data, fits)
     (ax,) = [a for a in fig.axes]
     sizes = data["N"].nunique()
@@ -199,19 +200,12 @@ def test_public_figures():
 @pytest.mark.slow
 def test_chinchilla_figure():
     dataset_path("chinchilla_epoch.csv")
-    res, samples = public.chinchilla_epoch_fit(samples=20)
+    res, samples = public_fits.chinchilla_epoch_fit(samples=20)
     assert res.params["alpha"] == pytest.approx(0.3473, abs=1e-3)
     fig = public.chinchilla_fit(res, samples, n_levels=4)
     top = fig.axes[0]
     assert len(top.get_lines()) == 4
     assert top.get_xlabel() == "" and fig.axes[1].get_xlabel().startswith("model size")
-
-
-def test_public_figures_skip_without_data(fx, tmp_path, monkeypatch):
-    monkeypatch.setenv("MOESCALE_DATA", str(tmp_path / "nothing"))
-    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path / "cache"))
-    with pytest.raises(NoData, match="chinchilla_epoch"):
-        public.dataset_file("chinchilla_epoch")
 
 
 def test_cli_figures(fx, tmp_path, monkeypatch, capsys):

@@ -48,3 +48,15 @@ def test_first_line_takes_the_first_line_or_the_type_name():
     assert first_line(ValueError("")) == "ValueError"
     assert first_line(KeyError("k"), with_type=True) == "KeyError: 'k'"
     assert first_line(RuntimeError(""), with_type=True) == "RuntimeError"
+
+
+def test_remove_stale_temps_removes_only_atomic_temp_files(tmp_path):
+    from scaling.files import remove_stale_temps
+
+    (tmp_path / ".fig.pdf.ab12cd.tmp.pdf").write_text("half")
+    (tmp_path / ".run.json.x1.tmp").write_text("half")
+    (tmp_path / "fig.pdf").write_text("whole")
+    (tmp_path / ".hidden").write_text("keep")
+    removed = remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in removed) == [".fig.pdf.ab12cd.tmp.pdf", ".run.json.x1.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "fig.pdf"]

@@ -374,3 +374,33 @@ def test_arguments_are_validated_before_any_work(kwargs, message):
 def test_a_few_bootstrap_resamples_are_flagged():
     res = fit(NOISY, "chinchilla", x=X, y="val_loss", starts=SMALL_GRID, bootstrap=5, stderr=False)
     assert "WARNING: only 5 bootstrap resamples" in res.summary()
+
+
+def test_open_fit_store_opens_a_named_store_or_the_default_for_a_table_name(tmp_path, monkeypatch):
+    from conftest import dataset_path
+
+    from scaling.fitting import open_fit_store
+    from scaling.store import Store
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MOESCALE_STORE", raising=False)
+    csv = dataset_path("chinchilla_epoch.csv")
+    assert open_fit_store(csv) is None and open_fit_store("chinchilla_epoch") is None  # a file, a dataset
+    with pytest.raises(MoescaleError, match=r"'runs_table' is neither a file, a dataset \(chinchilla_epoch, .*\) nor a store table: "
+                                            r"moescale.duckdb: no store there"):
+        open_fit_store("runs_table")
+    with pytest.raises(MoescaleError, match="other.duckdb: no store there"):
+        open_fit_store(csv, tmp_path / "other.duckdb")
+    Store(tmp_path / "moescale.duckdb").close()
+    store = open_fit_store("runs_table")
+    assert store.path == "moescale.duckdb" and open_fit_store(csv, "moescale.duckdb").path == "moescale.duckdb"
+    assert not (tmp_path / "other.duckdb").exists()  # a fit never creates a store
+
+
+def test_selection_lives_in_its_own_module_and_is_re_exported():
+    from scaling import fitting, selection
+
+    assert fitting.select is selection.select and fitting.fingerprint is selection.fingerprint
+    sel, runs = selection.select(pd.DataFrame({"a": [1.0, 4.0], "run_id": ["r1", "r2"]}), {"x": "a * 2"}, "a", "a > 1")
+    assert sel["x"].tolist() == [8.0] and sel["y"].tolist() == [4.0] and runs.tolist() == ["r2"]
+    assert sel.attrs["source_rows"].tolist() == [1]

@@ -56,3 +56,14 @@ def test_the_demos_degenerate_fit_is_flagged():
     assert len(reasons) == 2
     assert "below 1/20 of the lowest observed loss 1.101" in reasons[0]
     assert "alpha = 3.77 is outside the plausible range [0.02, 2]" in reasons[1]
+
+
+def test_fit_flags_is_one_line_naming_each_problem():
+    from scaling.identify import fit_flags
+
+    params = {"e": -634.5, "a": 42.1, "b": 5.0, "alpha": 3.77, "beta": 0.3, "gamma": 1.0, "lam": 0.0}
+    text = fit_flags(_Fake(params, y=(1.101, 3.9)), {"lam": (-0.9, 0.8)})
+    assert text.startswith("not identified: gamma (on bound), lam (not identified); degenerate: asymptote E = ")
+    assert "\n" not in text
+    ok = {"e": 0.5, "a": 5.0, "b": 5.0, "alpha": 0.3, "beta": 0.3, "gamma": 0.1, "lam": 0.02}
+    assert fit_flags(_Fake(ok), {"gamma": (0.05, 0.15), "lam": (0.0, 0.04)}) == ""

@@ -77,7 +77,7 @@ def test_recovered_optimum_matches_the_truth(sims, name):
 
 def test_point_optimum_is_brute_force_over_candidates(sims):
     """With no bootstrap, the optimum is the argmin of the fitted law over the candidates, checked by a loop."""
-    from scaling.claims import MOE_X
+    from scaling.laws import MOE_X
     from scaling.fitting import fit
 
     store = sims["dense"]

@@ -256,3 +256,17 @@ def test_cli_errors_are_one_line_exit_2():
 
 def test_presets_are_registered():
     assert set(PRESETS) == {"optimal-sparsity", "cpu-tiny", "gpu-small"}
+
+
+def test_plan_grid_takes_a_preset_or_axes_but_not_both():
+    from scaling.planner import plan_grid
+
+    sweep = plan_grid(axes={"d_model": (256,), "n_layers": (4,), "n_experts": (1, 8), "top_k": None}, tokens=1e6)
+    assert sweep == plan(GridSpace(n_layers=(4,), d_model=(256,), n_experts=(1, 8)), Constraints(tokens=1e6))
+    assert plan_grid("cpu-tiny") == plan("cpu-tiny")
+    with pytest.raises(MoescaleError, match="plan grid: --preset fixes the grid; drop --n-layers, --vocab, --tied"):
+        plan_grid("cpu-tiny", {"vocab_size": 1000, "n_layers": (2,)}, tied_embeddings=True)
+    with pytest.raises(MoescaleError, match="give --preset, or at least --d-model and --n-layers"):
+        plan_grid(axes={"d_model": (256,)})
+    with pytest.raises(MoescaleError, match="either compute budgets or tokens"):  # budgets are checked first
+        plan_grid(axes={"d_model": (256,)}, compute=(1e15,), tokens=1e6)

@@ -3,14 +3,11 @@
 import re
 from html.parser import HTMLParser
 from pathlib import Path
-from types import SimpleNamespace
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from figure_store import fixture_store
-from figures.report import data_fingerprint, paper_comparison, write_report
+from figures.report import data_fingerprint, write_report
 from scaling.cli import main
 from scaling.errors import MoescaleError
 
@@ -73,41 +70,6 @@ def test_fingerprint_tracks_content(report):
     assert data_fingerprint(changed, fx.evals) != res.fingerprint
 
 
-def test_paper_comparison_agrees_on_the_simulated_truth(report):
-    fx, _, _ = report
-    # the truth: gamma, lam > 0; reasoning accuracy rises with active FLOPs, peaks at TPP 20; facts does neither
-    table = paper_comparison(fx.analysis)
-    assert list(table["verdict"]) == ["agrees"] * 6, table.to_string()
-
-
-def _fake(lam_p=0.4, mem_ci=(0.1, 0.3), reason_ci=(-0.2, 0.1), interior=False):
-    claims = SimpleNamespace(alpha=0.05, table=pd.DataFrame([
-        {"claim": "sparsity adds nothing", "parameter": "gamma", "estimate": 0.1, "ci_low": 0.05, "ci_high": 0.2,
-         "p_value": 1e-4, "delta_aic": 10.0},
-        {"claim": "cancel", "parameter": "lam", "estimate": 0.01, "ci_low": -0.02, "ci_high": 0.03,
-         "p_value": lam_p, "delta_aic": -1.0},
-        {"claim": "N_active instead of s", "parameter": "alpha_active", "estimate": 0.3, "ci_low": np.nan,
-         "ci_high": np.nan, "p_value": np.nan, "delta_aic": -3.0}]))
-    q = pd.DataFrame([{"kind": "memorization", "question": "active_flops", "estimate": 0.2, "ci_low": mem_ci[0],
-                       "ci_high": mem_ci[1]},
-                      {"kind": "reasoning", "question": "active_flops", "estimate": 0.0, "ci_low": reason_ci[0],
-                       "ci_high": reason_ci[1]}])
-    peaks = pd.DataFrame([{"kind": "reasoning", "tpp_peak": 300.0 if interior else np.nan,
-                           "ci_low": 200.0 if interior else np.nan, "ci_high": 400.0 if interior else np.nan,
-                           "interior": interior, "tpp_min": 1.0, "tpp_max": 1000.0}])
-    return SimpleNamespace(claims=claims, accuracy=SimpleNamespace(questions=q, peaks=peaks))
-
-
-def test_paper_comparison_says_where_runs_disagree():
-    v = list(paper_comparison(_fake())["verdict"])
-    assert v == ["agrees", "disagrees (not significant)", "disagrees", "disagrees", "disagrees (CI includes 0)",
-                 "disagrees (no interior peak)"]
-    v = list(paper_comparison(_fake(interior=True, reason_ci=(-0.3, -0.1)))["verdict"])
-    assert v[4:] == ["disagrees", "disagrees (peak elsewhere)"]
-    no_acc = paper_comparison(SimpleNamespace(claims=None, accuracy=None))
-    assert list(no_acc["verdict"]) == ["not testable"]
-
-
 def test_cli_report(report, tmp_path, monkeypatch, capsys):
     fx, _, _ = report
     def too_few(store, **kw):
@@ -126,29 +88,3 @@ def test_cli_report(report, tmp_path, monkeypatch, capsys):
     assert (out / "figures" / "training_curves.png").is_file() and not (out / "figures" / "law_fit_moe.png").exists()
     assert main(["report", "--store", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.startswith("error: ") and not Path(tmp_path / "x").exists()
-
-
-def test_demo_summary_and_helpers(report, tmp_path, monkeypatch):
-    from scaling.cli import demo
-
-    fx, out, res = report
-    # offline and without MOESCALE_DATA the public datasets are reported missing, never downloaded
-    monkeypatch.setenv("MOESCALE_DATA", str(tmp_path / "none"))
-    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path / "cache"))
-    public = demo.public_data()
-    assert public == {"chinchilla_epoch": None, "clark_routing": None}
-    text = demo.summary(out, out / "cpu-tiny.yaml", 18, fx.path, res, public, 1.0)
-    assert f"report   {res.html}" in text and "chinchilla_epoch: not found (set MOESCALE_DATA" in text
-    for line in fx.analysis.headline():
-        assert f"  {line}" in text
-    assert text.count("[agrees]") == 6
-    # the sweep file is planned once and left alone when unchanged (a rerun reuses finished runs)
-    path, n = demo.plan_sweep("cpu-tiny", tmp_path)
-    assert n == 18 and path.is_file()
-    mtime = path.stat().st_mtime_ns
-    assert demo.plan_sweep("cpu-tiny", tmp_path) == (path, 18) and path.stat().st_mtime_ns == mtime
-
-
-def test_demo_refuses_bad_arguments(capsys):
-    assert main(["demo", "--workers", "0", "--out", "x"]) == 2
-    assert capsys.readouterr().err.startswith("error: --workers 0")

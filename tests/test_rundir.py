@@ -249,3 +249,21 @@ def test_readme_run_writer_example_gives_a_complete_final_row(tmp_path, monkeypa
     assert row["n_total"] == arch.n_total and row["tpp"] == pytest.approx(12_800 / arch.n_total)
     assert row["val_loss"] == 5.3 and row["arith_accuracy"] == 0.12 and row["sparsity"] == 4
     assert row["flops_per_token"] == arch.flops_per_token and row["tokens_planned"] == 12_800
+
+
+def test_run_json_is_written_atomically_with_the_umask_mode(tmp_path):
+    import os
+    import stat
+
+    from scaling.rundir import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(tmp_path / "run.json", {"a": [1, 2]})
+        with pytest.raises(ValueError):
+            write_json_atomic(tmp_path / "run.json", {"a": math.nan})  # strict JSON: the old file stays
+    finally:
+        os.umask(old)
+    assert (tmp_path / "run.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
+    assert stat.S_IMODE((tmp_path / "run.json").stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]

@@ -303,3 +303,53 @@ def test_waits_for_a_foreign_duckdb_holder_then_opens(tmp_path):
             Store(path, timeout=0.2).tables()
         finally:
             blocker.wait(timeout=30)
+
+
+def test_a_new_store_appears_only_when_the_block_succeeds(tmp_path):
+    path = tmp_path / "new.duckdb"
+    with pytest.raises(MoescaleError, match="already exists"):
+        with Store.create_on_success(path) as s:
+            s.import_table(pd.DataFrame({"x": [1]}), "t")
+            s.import_table(pd.DataFrame({"x": [2]}), "t")  # refused: the block fails
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.duckdb.lock"]  # no store, no temp files
+    with Store.create_on_success(path) as s:
+        assert s.import_table(pd.DataFrame({"x": [1, 2]}), "t") == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.duckdb", "new.duckdb.lock"]
+    with Store.create_on_success(path) as s:  # an existing store is opened as it is
+        assert s.path == str(path) and s.sql("SELECT sum(x) AS s FROM t").s[0] == 3
+    with pytest.raises(MoescaleError, match="folder .* does not exist"):
+        with Store.create_on_success(tmp_path / "no" / "s.duckdb"):
+            pass
+
+
+def test_table_counts_and_exact_json_records(tmp_path):
+    with Store(tmp_path / "s.duckdb") as s:
+        s.import_table(pd.DataFrame({"x": [0.1 + 0.2, math.nan, math.inf]}), "t")
+        counts = s.table_counts()
+        assert counts.columns.tolist() == ["name", "kind", "rows"]
+        assert dict(zip(counts.name, zip(counts.kind, counts.rows))) == {
+            "evals": ("table", 0), "final": ("view", 0), "fits": ("table", 0), "meta": ("table", 1),
+            "metrics": ("table", 0), "runs": ("table", 0), "t": ("table", 3),
+        }  # fmt: skip
+        records = store_module.json_records(s.sql("SELECT x, TIMESTAMP '2024-01-02 03:04:05' AS at FROM t"))
+    assert records[0] == {"x": 0.30000000000000004, "at": "2024-01-02T03:04:05"}
+    assert [r["x"] for r in records[1:]] == [None, None]
+    assert json.loads(json.dumps(records)) == records
+
+
+def test_export_paths_are_checked_and_an_export_leaves_no_temp_file(tmp_path):
+    assert store_module.check_export_path(tmp_path / "a.csv.gz") == ".csv.gz"
+    with pytest.raises(MoescaleError, match="folder .* does not exist"):
+        store_module.check_export_path(tmp_path / "no" / "a.csv")
+    with Store(tmp_path / "s.duckdb") as s:
+        s.import_table(pd.DataFrame({"x": [1, 2]}), "t")
+        assert s.export("t", tmp_path / "t.csv") == 2
+    assert (tmp_path / "t.csv").read_text() == "x\n1\n2\n"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_sql_text_helpers_double_their_quotes():
+    assert store_module.quote('a"b') == '"a""b"'
+    assert store_module.sql_literal("it's") == "'it''s'"
+    with duckdb.connect() as con:
+        assert con.execute(f"SELECT {store_module.sql_literal(chr(39) * 3)} AS {store_module.quote('x y')}").fetchall() == [("'''",)]

@@ -24,7 +24,8 @@ from scaling.store import Store
 ROOT = Path(__file__).resolve().parents[1]
 
 # A stand-in for runner.train with the same interface: TrainConfig.from_planned / run_id
-# and train(config, out, resume=True, quiet, threads) -> status. It writes a real run
+# and train(config, out, resume=True, quiet, threads, corpora) -> status, passed to the sweep
+# as TRAINER = Trainer(train, TrainConfig), as the real one is. It writes a real run
 # directory (RunWriter's format), checkpoints every `checkpoint_every` steps, resumes
 # from the checkpoint (dropping later metric lines), diverges when lr >= 1 on an MoE,
 # fails its first `fail_times` attempts, and appends one line per train() call to
@@ -33,8 +34,14 @@ FAKE_TRAINER = textwrap.dedent('''
     import dataclasses, hashlib, json, os, time
     from pathlib import Path
 
+    from runner.sweep import Trainer
     from scaling.errors import MoescaleError
-    from scaling.rundir import RunWriter, _atomic_write_json
+    from scaling.files import atomic_write
+    from scaling.rundir import RunWriter
+
+
+    def _atomic_write_json(path, obj):
+        atomic_write(path, json.dumps(obj, indent=2) + "\\n")
 
     KNOWN = {"lr", "steps", "step_seconds", "checkpoint_every", "fail_times", "sweep"}
 
@@ -63,7 +70,7 @@ FAKE_TRAINER = textwrap.dedent('''
             return self.run["run_id"] + "-" + hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:6]
 
 
-    def train(config, out, *, resume=True, quiet=False, threads=None):
+    def train(config, out, *, resume=True, quiet=False, threads=None, corpora=None):
         d = Path(out) / config.run_id
         run_file, ckpt = d / "run.json", d / "checkpoint.json"
         status = json.loads(run_file.read_text())["status"] if run_file.exists() else None
@@ -115,6 +122,9 @@ FAKE_TRAINER = textwrap.dedent('''
         run["status"] = "finished"
         _atomic_write_json(run_file, run)
         return "finished"
+
+
+    TRAINER = Trainer(train=train, config_class=TrainConfig)
 ''')
 
 
@@ -132,14 +142,24 @@ def tiny_sweep(path: Path, n: int = 4, d_model: int = 32, tokens: int = 4096, na
 
 @pytest.fixture
 def fake(tmp_path, monkeypatch):
-    """Install the stand-in trainer as module ``fake_trainer`` (importable by spawned workers)."""
+    """Install the stand-in trainer as module ``fake_trainer`` (importable by spawned workers)
+    and make its ``TRAINER`` the sweep's default (the CLI passes none)."""
     (tmp_path / "fake_trainer.py").write_text(FAKE_TRAINER)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.delitem(sys.modules, "fake_trainer", raising=False)
+    import fake_trainer
     import runner.sweep
 
-    monkeypatch.setattr(runner.sweep, "DEFAULT_TRAINER", "fake_trainer")
+    monkeypatch.setattr(runner.sweep, "DEFAULT_TRAINER", fake_trainer.TRAINER)
     return tmp_path
+
+
+def stand_in():
+    """The stand-in ``Trainer`` (after the ``fake`` fixture installed it)."""
+    import fake_trainer
+
+    return fake_trainer.TRAINER
 
 
 def store_runs(path) -> Counter:
@@ -159,10 +179,11 @@ def snapshot(run_dir: Path) -> dict:
 
 
 def sweep_script(tmp_path, sweep, store, out, workers=2, **kwargs) -> list[str]:
-    code = (f"from runner.sweep import run_sweep\n"
+    code = (f"from fake_trainer import TRAINER\n"
+            f"from runner.sweep import run_sweep\n"
             f"if __name__ == '__main__':\n"
             f"    r = run_sweep({str(sweep)!r}, {str(store)!r}, {str(out)!r}, workers={workers}, quiet=True, "
-            f"trainer='fake_trainer', **{kwargs!r})\n"
+            f"trainer=TRAINER, **{kwargs!r})\n"
             f"    print(r)\n")
     script = tmp_path / f"sweep_{len(list(tmp_path.glob('sweep_*.py')))}.py"
     script.write_text(code)
@@ -402,7 +423,7 @@ def test_live_display_renders_running_runs(fake):
 
     from runner.sweep import Outcome, Progress, resolve
 
-    sweep, runs = resolve(tiny_sweep(fake / "s.yaml"), fake / "runs", {}, "fake_trainer")
+    sweep, runs = resolve(tiny_sweep(fake / "s.yaml"), fake / "runs", {}, stand_in())
     progress = Progress(sweep.name, runs, quiet=True)
     run = runs[0]
     run.dir.mkdir(parents=True)
@@ -442,12 +463,12 @@ def test_submitit_job_requeued_after_preemption_resumes_from_checkpoint(fake):
     from runner.sweep import RunJob, RunTask, resolve
 
     sweep, runs = resolve(tiny_sweep(fake / "s.yaml", n=1), fake / "runs",
-                          {"steps": 30, "step_seconds": 0.1, "checkpoint_every": 2}, "fake_trainer")
+                          {"steps": 30, "step_seconds": 0.1, "checkpoint_every": 2}, stand_in())
     run = runs[0]
     executor = submitit.AutoExecutor(folder=fake / "sub" / "%j", cluster="local")
     executor.update_parameters(timeout_min=5)
     job = executor.submit(RunJob(), RunTask(run.run_id, run.config, str(fake / "runs"), str(fake / "s.duckdb"),
-                                            "fake_trainer"))
+                                            stand_in().train))
     ckpt = run.dir / "checkpoint.json"
     deadline = time.monotonic() + 60
     while not (ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 4):

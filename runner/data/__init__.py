@@ -8,6 +8,7 @@ corpus, its evaluation tasks.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -91,3 +92,29 @@ def load_corpus(spec: dict, seed: int) -> TokenCorpus:
 
         return load_text(spec)
     raise MoescaleError(f"data key 'kind': {kind!r} is not one of {', '.join(DATA_KINDS)}")
+
+
+class CorpusCache:
+    """Builds each synthetic corpus once and hands the same one to later runs with the same (spec, seed).
+
+    A sweep worker trains run after run, usually on one synthetic spec and seed; building the
+    corpus takes seconds to tens of seconds. Building is deterministic from (spec, seed) and
+    training only reads the corpus, so a reused corpus trains exactly as a fresh build. Files
+    ("bin", "text") are read each time (they may change on disk). Keeps the latest corpus only,
+    to bound memory. Pass one to ``runner.train.train(..., corpora=cache)``.
+    """
+
+    def __init__(self):
+        self._key = None
+        self._corpus: TokenCorpus | None = None
+
+    def load(self, spec: dict, seed: int) -> TokenCorpus:
+        """``load_corpus(spec, seed)``, reusing the last synthetic corpus when (spec, seed) is the same."""
+        if not isinstance(spec, dict) or spec.get("kind") != "synthetic":
+            return load_corpus(spec, seed)
+        key = (json.dumps(spec, sort_keys=True, default=str), seed)
+        if key != self._key:
+            self._key, self._corpus = None, None  # drop the old corpus before building the next
+            self._corpus = load_corpus(spec, seed)
+            self._key = key
+        return self._corpus

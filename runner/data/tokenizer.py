@@ -10,11 +10,10 @@ the run directory is enough to decode its data.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from scaling.errors import MoescaleError
+from scaling.files import atomic_write
 
 FORMAT = "moescale-closed-word-tokenizer/1"
 
@@ -78,14 +77,7 @@ class Tokenizer:
         """Write the vocabulary as JSON, atomically (temporary file, then rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, json.dumps(self.to_dict()))
 
     @classmethod
     def load(cls, path: str | Path) -> Tokenizer:

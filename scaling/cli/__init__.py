@@ -28,6 +28,25 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_analysis_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:
+    """The arguments of the commands that analyse a store and draw it (``figures``, ``report``):
+    --store (required), --out DIR, --bootstrap B, --seed, --no-public and --quiet."""
+    parser.add_argument("--store", required=True, metavar="PATH", help="the DuckDB store")
+    parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
+    parser.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="B",
+                        help="bootstrap resamples of runs (default 200)")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--no-public", action="store_true", help="skip the public-dataset figures")
+    parser.add_argument("--quiet", action="store_true", help="no progress messages")
+
+
+def analysis_progress(args: argparse.Namespace):
+    """The progress printer of an analysing command: ``... stage`` lines on a terminal's stderr, else None."""
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    return lambda msg: print(f"... {msg}", file=sys.stderr)
+
+
 def open_store(args: argparse.Namespace, create: bool = False):
     """Open the store a command's --store names (see add_store_argument).
 

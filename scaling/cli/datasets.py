@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 
 def register(sub) -> None:
     p = sub.add_parser("datasets", help="public reference datasets")
@@ -16,24 +13,14 @@ def register(sub) -> None:
     q.set_defaults(func=cmd_path)
 
 
-def _local_copy(ds) -> str:
-    from scaling.datasets import cache_dir
-
-    data = os.environ.get("MOESCALE_DATA")
-    if data and (Path(data).expanduser() / ds.filename).is_file():
-        return str(Path(data).expanduser() / ds.filename)
-    if (cache_dir() / ds.filename).is_file():
-        return str(cache_dir() / ds.filename)
-    return "not downloaded" if ds.url else "not found (set MOESCALE_DATA)"
-
-
 def cmd_list(args) -> int:
-    from scaling.datasets import REGISTRY
+    from scaling.datasets import REGISTRY, local_copy
 
     width = max(map(len, REGISTRY))
     for name in sorted(REGISTRY):
         ds = REGISTRY[name]
-        print(f"{name:<{width}}  {ds.filename:<28}  {_local_copy(ds)}")
+        found = local_copy(name) or ("not downloaded" if ds.url else "not found (set MOESCALE_DATA)")
+        print(f"{name:<{width}}  {ds.filename:<28}  {found}")
         print(f"{'':<{width}}  {ds.description}")
     return 0
 

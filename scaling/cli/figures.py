@@ -13,35 +13,23 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import sys
 
-from scaling.cli import non_negative_int
-from scaling.errors import MoescaleError
+from scaling.cli import add_analysis_arguments, analysis_progress
 
 
 def register(sub) -> None:
     p = sub.add_parser("figures", help="draw the figures a store has data for (PNG and PDF)", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", required=True, metavar="PATH", help="the DuckDB store")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
-    p.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="B", help="bootstrap resamples of runs (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    p.add_argument("--no-public", action="store_true", help="skip the public-dataset figures")
+    add_analysis_arguments(p, out_help="folder for the figures")
     p.add_argument("--format", nargs="+", default=["png", "pdf"], choices=("png", "pdf", "svg"),
                    help="file formats (default: png pdf)")
-    p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=handle)
 
 
 def handle(args) -> int:
-    from pathlib import Path
+    from scaling.demo import draw_store  # lazy: matplotlib and the analysis load only for this command
 
-    if not Path(args.store).is_file():
-        raise MoescaleError(f"{args.store}: no such store file")
-    from figures.draw import draw_all  # lazy: matplotlib and the analysis load only for this command
-
-    say = None if args.quiet or not sys.stderr.isatty() else (lambda m: print(f"... {m}", file=sys.stderr))
-    result = draw_all(args.store, args.out, bootstrap=args.bootstrap, seed=args.seed, public=not args.no_public,
-                      formats=tuple(dict.fromkeys(args.format)), say=say)
+    result = draw_store(args.store, args.out, bootstrap=args.bootstrap, seed=args.seed, public=not args.no_public,
+                        formats=tuple(dict.fromkeys(args.format)), say=analysis_progress(args))
     print(result.summary())
     return 0

@@ -18,6 +18,7 @@ import sys
 
 from scaling.cli import add_store_argument, non_negative_int
 from scaling.errors import MoescaleError
+from scaling.files import atomic_write, check_output_path
 from scaling.objectives import LOSSES
 
 
@@ -63,7 +64,8 @@ def register(sub) -> None:
 
 
 def handle(args) -> int:
-    from scaling.fitting import fit, save_fit
+    from scaling.fitting import fit, open_fit_store, save_fit
+    from scaling.progress import progress_bar
 
     x = _pairs(args.map, "--map")
     fix = {k: _float(v, f"--fix {k}") for k, v in _pairs(args.fix, "--fix").items()}
@@ -75,31 +77,19 @@ def handle(args) -> int:
             raise MoescaleError(f"--bound {k}={v}: expected LO:HI")
         bounds[k] = (_float(lo or "-inf", f"--bound {k}"), _float(hi or "inf", f"--bound {k}"))
     if args.json not in (None, "-"):
-        _check_output(args.json)
+        check_output_path(args.json, "--json")
     # A store is opened when named, or when DATA is a store table/view; the fit is then saved to it.
-    store = None
-    if args.store is not None or not _is_file_or_dataset(args.data):
-        from scaling.cli import open_store
-
-        try:
-            store = open_store(args)
-        except MoescaleError as exc:
-            if args.store is not None:
-                raise
-            from scaling.datasets import names
-
-            raise MoescaleError(f"{args.data!r} is neither a file, a dataset ({', '.join(names())}) nor a store "
-                                f"table: {exc}") from None
+    store = open_fit_store(args.data, args.store)
     try:
         # a progress bar only on a terminal (quiet in pipes and logs)
-        progress = _progress(args.bootstrap) if args.bootstrap and args.json != "-" and sys.stderr.isatty() else None
-        with progress or _null():
+        show = bool(args.bootstrap) and args.json != "-" and sys.stderr.isatty()
+        with progress_bar(args.bootstrap, "bootstrap refits", enabled=show) as progress:
             result = fit(args.data, args.law, x=x, y=args.y, where=args.where, loss=args.loss, delta=args.delta,
                          bootstrap=args.bootstrap, seed=args.seed, store=store, fix=fix, save=False,
-                         starts=starts, bounds=bounds, progress=progress.update if progress else None)
+                         starts=starts, bounds=bounds, progress=progress)
         payload = result.to_json()
         if args.json not in (None, "-"):
-            _write_json(args.json, payload)
+            atomic_write(args.json, json.dumps(payload, indent=2) + "\n")
         if store is not None:
             save_fit(store, result)
     finally:
@@ -116,73 +106,3 @@ def handle(args) -> int:
         print(f"wrote {args.json}")
     return 0
 
-
-def _check_output(out: str) -> None:
-    from pathlib import Path
-
-    path = Path(out)
-    if not path.parent.is_dir():
-        raise MoescaleError(f"--json {out}: folder {path.parent} does not exist")
-    if path.is_dir():
-        raise MoescaleError(f"--json {out}: is a folder")
-
-
-def _write_json(out: str, payload: dict) -> None:
-    """Write atomically: a temp file beside ``out``, then os.replace."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    path = Path(out)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _is_file_or_dataset(source: str) -> bool:
-    from pathlib import Path
-
-    if Path(source).exists():
-        return True
-    try:
-        from scaling.datasets import names
-
-        return source in names()
-    except ImportError:
-        return False
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-class _progress:
-    """A rich progress bar for the bootstrap refits, on stderr."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.task = self.bar.add_task("bootstrap refits", total=total)
-
-    def __enter__(self):
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.bar.stop()
-        return False
-
-    def update(self, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done)

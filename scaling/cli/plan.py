@@ -8,7 +8,7 @@ import json
 from scaling.architecture import Architecture, parse_count
 from scaling.cli import non_negative_int, positive_int
 from scaling.errors import MoescaleError
-from scaling.planner import PRESETS, Constraints, GridSpace, human, plan
+from scaling.planner import GRID_OPTIONS, PRESETS, plan_grid
 
 
 def _count(text: str) -> float:
@@ -99,48 +99,21 @@ def count_handler(args: argparse.Namespace) -> int:
         n_experts=args.n_experts, top_k=args.top_k, vocab_size=args.vocab, n_kv_heads=args.n_kv_heads,
         seq_len=args.seq_len, tied_embeddings=args.tied,
     )
-    summary = arch.summary()
-    if args.json:
-        print(json.dumps(summary, indent=2))
-        return 0
-    width = max(map(len, summary))
-    for key, value in summary.items():
-        shown = f"{value:,}  ({human(value)})" if isinstance(value, int) else f"{value:.4g}"
-        print(f"{key.ljust(width)}  {shown}")
+    print(json.dumps(arch.summary(), indent=2) if args.json else arch.summary_text())
     return 0
-
-
-_AXES = ("n_layers", "d_model", "n_experts", "top_k", "granularity", "head_dim", "vocab", "seq_len", "n_kv_heads")
-
-
-def _space(args: argparse.Namespace) -> GridSpace:
-    if args.d_model is None or args.n_layers is None:
-        raise MoescaleError("plan grid: give --preset, or at least --d-model and --n-layers")
-    given = {
-        "n_layers": args.n_layers, "d_model": args.d_model, "n_experts": args.n_experts, "top_k": args.top_k,
-        "granularity": args.granularity, "head_dim": args.head_dim, "vocab_size": args.vocab,
-        "seq_len": args.seq_len, "n_kv_heads": args.n_kv_heads,
-    }
-    return GridSpace(**{k: v for k, v in given.items() if v is not None}, tied_embeddings=args.tied)
 
 
 def grid_handler(args: argparse.Namespace) -> int:
     if args.out:
-        from pathlib import Path
+        from scaling.files import check_output_path
 
-        if not Path(args.out).parent.is_dir():
-            raise MoescaleError(f"--out {args.out}: folder {Path(args.out).parent} does not exist")
-        if Path(args.out).is_dir():
-            raise MoescaleError(f"--out {args.out}: is a folder")
-    if args.preset:
-        axes = [f"--{a.replace('_', '-')}" for a in _AXES if getattr(args, a) is not None] + (["--tied"] if args.tied else [])
-        if axes:
-            raise MoescaleError(f"plan grid: --preset fixes the grid; drop {', '.join(axes)}")
-    constraints = Constraints(
-        total_params=args.total_params, active_params=args.active_params, flops_per_token=args.flops_per_token,
-        tolerance=args.tolerance, compute=tuple(args.compute), tokens=args.tokens,
+        check_output_path(args.out, "--out")
+    axes = {field: getattr(args, option[2:].replace("-", "_")) for field, option in GRID_OPTIONS.items()}
+    sweep = plan_grid(
+        args.preset, axes, args.tied, name=args.name, seed=args.seed, total_params=args.total_params,
+        active_params=args.active_params, flops_per_token=args.flops_per_token, tolerance=args.tolerance,
+        compute=tuple(args.compute), tokens=args.tokens,
     )
-    sweep = plan(args.preset or _space(args), constraints, name=args.name, seed=args.seed)
     print(sweep.table())
     if args.out:
         sweep.to_yaml(args.out)

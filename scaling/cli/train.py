@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
+    """Add ``moescale train`` (also ``python -m runner.train``, which calls the same parser)."""
     parser = sub.add_parser(
         "train",
         help="train one model into a run directory",
@@ -21,6 +22,10 @@ def register(sub) -> None:
 
 
 def handler(args) -> int:
-    from runner.train import run_from_args  # torch is imported here only, never by scaling at import
+    """Train the RUN.yaml of ``args`` and print a summary; exit code 0 when finished, 1 otherwise."""
+    from runner.train import is_main_process, summary, train_file  # torch is imported here only, never by scaling at import
 
-    return run_from_args(args)
+    status, run_dir = train_file(args.config, args.out, resume=not args.restart, quiet=args.quiet, threads=args.threads)
+    if is_main_process() and not args.quiet:
+        print(summary(run_dir))
+    return 0 if status == "finished" else 1

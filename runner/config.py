@@ -1,0 +1,251 @@
+"""A training run's settings: ``TrainConfig``, its validation, its run_id and its schedule.
+
+A run directory's run.json holds ``TrainConfig.to_dict()``, so the directory alone is
+enough to rebuild the config and reproduce the run. ``run_id`` hashes every setting that
+changes what the run computes (not ``NON_RESULT_KEYS``), so a changed setting never reuses
+an old run directory.
+
+Schedule (Nakamura et al. 2025, arXiv 2508.18672): linear warm-up over the first
+``warmup_fraction`` of the steps, then cosine decay to ``min_lr_ratio`` of the peak:
+lr(s) = peak * (s + 1) / W for s < W, else
+lr(s) = peak * (r + (1 - r) * (1 + cos(pi * (s - W) / max(1, S - 1 - W))) / 2).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from runner.data import resolve_spec
+from scaling.architecture import Architecture
+from scaling.errors import MoescaleError
+
+#: Keys that do not change what a run computes (where and how it runs, what it prints),
+#: so they stay out of ``run_id``.
+NON_RESULT_KEYS = (
+    "log_interval", "eval_interval", "checkpoint_interval", "micro_batch_tokens", "device", "compile", "sweep",
+)  # fmt: skip
+
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs; a run directory's run.json holds it (``to_dict``).
+
+    architecture: the model shape (``scaling.Architecture``; all accounting comes from it).
+    tokens: training tokens; the run takes round(tokens / batch_tokens) steps (at least 1).
+    data: a ``runner.data.load_corpus`` spec, {"kind": "synthetic" | "bin" | "text", ...}.
+    Model knobs: aux_loss_coef, z_loss_coef, init_std, rope_theta, norm_eps (``ModelConfig``).
+    Optimizer: lr (peak), min_lr_ratio, warmup_fraction, beta1, beta2, weight_decay, eps, grad_clip.
+    Batch: batch_tokens per optimizer step (global, over all ranks), micro_batch_tokens per
+      forward/backward on one rank (None: the whole per-rank share at once); both multiples of
+      seq_len; grad accumulation = batch_tokens / (micro_batch_tokens * world size).
+    Evaluation: every eval_interval steps (0: only at the end) through ``runner.evaluate``
+      with eval_batch_size, eval_examples (max examples per task), eval_samples (k for pass@k,
+      0: off) and eval_temperature.
+    log_interval (steps), checkpoint_interval (steps; a checkpoint is also written at the end).
+    device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...; dtype: "auto" (bf16
+      autocast on CUDA, float32 on CPU), "float32" or "bfloat16"; compile: torch.compile the model.
+    sweep: the sweep the run belongs to (recorded in run.json; not part of run_id).
+    """
+
+    architecture: Architecture
+    tokens: int
+    seed: int = 0
+    data: dict = field(default_factory=lambda: {"kind": "synthetic"})
+    aux_loss_coef: float = 1e-2
+    z_loss_coef: float = 1e-3
+    init_std: float = 0.02
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_fraction: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.95
+    weight_decay: float = 0.1
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    batch_tokens: int = 4096
+    micro_batch_tokens: int | None = None
+    eval_interval: int = 0
+    eval_batch_size: int = 64
+    eval_examples: int | None = None
+    eval_samples: int = 0
+    eval_temperature: float = 1.0
+    log_interval: int = 10
+    checkpoint_interval: int = 50
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    sweep: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # ---- construction ------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
+        """Build from a mapping (``to_dict``'s form); an unknown key, a missing one or a bad
+        value raises MoescaleError naming ``source`` and the key."""
+        if not isinstance(data, dict):
+            raise MoescaleError(f"{source}: expected a mapping of training settings, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MoescaleError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+        for key in ("architecture", "tokens"):
+            if key not in data:
+                raise MoescaleError(f"{source}: missing key {key!r}")
+        data = dict(data)
+        arch = data["architecture"]
+        if isinstance(arch, dict):
+            try:
+                data["architecture"] = Architecture.from_dict(arch)
+            except MoescaleError as exc:
+                raise MoescaleError(f"{source}: key 'architecture': {exc}") from None
+        elif not isinstance(arch, Architecture):
+            raise MoescaleError(f"{source}: key 'architecture' must be a mapping, got {type(arch).__name__}")
+        try:
+            return cls(**data)
+        except MoescaleError as exc:
+            raise MoescaleError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a RUN.yaml (a mapping of the fields; ``architecture`` a mapping too)."""
+        path = Path(path)
+        if not path.is_file():
+            raise MoescaleError(f"{path}: no such file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+            raise MoescaleError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_planned(cls, run, overrides: dict | None = None) -> TrainConfig:
+        """A planner ``PlannedRun`` (architecture, tokens, seed) plus training defaults, with
+        ``overrides`` (e.g. a sweep's ``train:`` block) on top; unknown override keys are refused."""
+        base = {"architecture": run.architecture, "tokens": int(run.tokens), "seed": int(run.seed)}
+        overrides = dict(overrides or {})
+        if "architecture" in overrides:
+            raise MoescaleError("training overrides: key 'architecture' cannot be overridden (the sweep plans it)")
+        return cls.from_dict({**base, **overrides}, source=f"run {run.run_id}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON/YAML-ready dict; ``from_dict(to_dict())`` gives the same config."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["architecture"] = self.architecture.to_dict()
+        out["data"] = json.loads(json.dumps(self.data))
+        return out
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The config as YAML (``to_dict``'s form), also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    # ---- derived -----------------------------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        """d{d_model}-l{n_layers}-e{n_experts}-k{top_k}-f{d_ff}-{10 hex of sha1}: the hash covers
+        every key that changes what the run computes (architecture, tokens, seed, data with its
+        defaults resolved, model knobs, optimizer, schedule, batch, evaluation settings, dtype)
+        and the model's version (``runner.model.MODEL_VERSION``), not NON_RESULT_KEYS."""
+        from runner.model import MODEL_VERSION
+
+        payload = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
+        payload["data"] = resolve_spec(payload["data"])
+        payload["model_version"] = MODEL_VERSION
+        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
+        a = self.architecture
+        return f"d{a.d_model}-l{a.n_layers}-e{a.n_experts}-k{a.top_k}-f{a.d_ff}-{digest}"
+
+    @property
+    def seq_len(self) -> int:
+        return self.architecture.seq_len
+
+    @property
+    def steps(self) -> int:
+        return max(1, round(self.tokens / self.batch_tokens))
+
+    @property
+    def warmup_steps(self) -> int:
+        return int(round(self.warmup_fraction * self.steps))
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of update ``step`` (0-based): linear warm-up, cosine to min_lr_ratio * lr."""
+        W, S = self.warmup_steps, self.steps
+        if step < W:
+            return self.lr * (step + 1) / W
+        progress = min(1.0, (step - W) / max(1, S - 1 - W))
+        r = self.min_lr_ratio
+        return self.lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def model_config(self):
+        """The ``runner.model.ModelConfig`` of this run (architecture and model knobs)."""
+        from runner.model import ModelConfig
+
+        return ModelConfig(
+            arch=self.architecture, aux_loss_coef=self.aux_loss_coef, z_loss_coef=self.z_loss_coef,
+            init_std=self.init_std, rope_theta=self.rope_theta, norm_eps=self.norm_eps,
+        )  # fmt: skip
+
+    def validate(self) -> None:
+        """MoescaleError naming the key of the first bad value."""
+
+        def need(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise MoescaleError(f"key {key!r}: {what}, got {getattr(self, key)!r}")
+
+        def is_int(v) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        def is_num(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        need(isinstance(self.architecture, Architecture), "architecture", "must be an Architecture")
+        T = self.architecture.seq_len
+        need(is_int(self.tokens) and self.tokens > 0, "tokens", "must be a positive integer")
+        need(is_int(self.seed) and self.seed >= 0, "seed", "must be a non-negative integer")
+        need(isinstance(self.data, dict) and isinstance(self.data.get("kind"), str), "data",
+             "must be a mapping with a 'kind' (synthetic, bin, text)")  # fmt: skip
+        for key in ("aux_loss_coef", "z_loss_coef", "weight_decay", "eps"):
+            need(is_num(getattr(self, key)) and getattr(self, key) >= 0, key, "must be a non-negative number")
+        for key in ("init_std", "rope_theta", "norm_eps", "lr", "grad_clip", "eval_temperature"):
+            need(is_num(getattr(self, key)) and getattr(self, key) > 0, key, "must be a positive number")
+        for key in ("min_lr_ratio", "warmup_fraction", "beta1", "beta2"):
+            need(is_num(getattr(self, key)) and 0 <= getattr(self, key) <= 1, key, "must be a number in [0, 1]")
+        need(is_int(self.batch_tokens) and self.batch_tokens > 0 and self.batch_tokens % T == 0, "batch_tokens",
+             f"must be a positive multiple of seq_len ({T})")  # fmt: skip
+        if self.micro_batch_tokens is not None:
+            m = self.micro_batch_tokens
+            need(is_int(m) and m > 0 and m % T == 0 and self.batch_tokens % m == 0, "micro_batch_tokens",
+                 f"must be a positive multiple of seq_len ({T}) dividing batch_tokens ({self.batch_tokens})")  # fmt: skip
+        for key in ("eval_interval", "eval_samples"):
+            need(is_int(getattr(self, key)) and getattr(self, key) >= 0, key, "must be a non-negative integer")
+        for key in ("eval_batch_size", "log_interval", "checkpoint_interval"):
+            need(is_int(getattr(self, key)) and getattr(self, key) > 0, key, "must be a positive integer")
+        need(self.eval_examples is None or (is_int(self.eval_examples) and self.eval_examples > 0), "eval_examples",
+             "must be a positive integer or null")  # fmt: skip
+        need(isinstance(self.device, str) and (self.device in ("auto", "cpu") or self.device.startswith("cuda")),
+             "device", "must be auto, cpu or cuda[:N]")  # fmt: skip
+        need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
+        need(isinstance(self.compile, bool), "compile", "must be true or false")
+        need(self.sweep is None or isinstance(self.sweep, str), "sweep", "must be a string or null")
+
+
+__all__ = ["DTYPES", "NON_RESULT_KEYS", "TrainConfig"]

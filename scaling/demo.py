@@ -1,0 +1,220 @@
+"""The whole path as Python calls: a store to its figures and report, and the offline cpu-tiny demo end to end.
+
+- ``analyze_or_skip(store)``: ``scaling.analysis.analyze`` run once, or the reason it cannot run
+  (too few runs, ...), so the store-only figures and the report are still made.
+- ``draw_store(store, out)``: the analysis once, then ``figures.draw.draw_all`` (``moescale figures``).
+- ``report_store(store, out)``: the analysis once, then ``figures.report.write_report``, which draws
+  the figures with the same analysis (``moescale report``).
+- ``run_demo(out)``: plans the cpu-tiny isoFLOP sparsity sweep (``scaling.planner``), trains it on
+  the synthetic corpus with the sweep runner (``runner.sweep.run_sweep``, which ingests each
+  finished run into the store), runs the analysis (the claims of Liew et al. 2026, the accuracy
+  regimes of Nakamura et al. 2025, isoFLOP minima, the optimum per budget and objective with
+  bootstrap uncertainty), draws the figures and writes the report (``moescale demo``). The
+  public-dataset reproductions join only when their files are found (MOESCALE_DATA; nothing is
+  downloaded). Rerunning reuses finished runs.
+
+The figures and the report draw an ``Analysis`` they are given; these functions are where a store
+is analysed. Only ``run_demo`` needs torch (the runner), imported when it trains.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scaling.errors import MoescaleError
+from scaling.files import atomic_write
+
+if TYPE_CHECKING:
+    from figures.draw import DrawResult
+    from figures.report import ReportResult
+    from scaling.analysis import Analysis
+
+__all__ = ["PUBLIC", "DemoResult", "analyze_or_skip", "draw_store", "report_store", "run_demo", "public_data",
+           "plan_sweep", "train_sweep"]
+
+#: The public datasets whose reproductions join the demo when found.
+PUBLIC = ("chinchilla_epoch", "clark_routing")
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def analyze_or_skip(store, *, bootstrap: int = 200, seed: int = 0, say=None) -> tuple[Analysis | None, str | None]:
+    """(``analyze(store, bootstrap=bootstrap, seed=seed)``, None), or (None, the reason) when the store cannot
+    be analysed. ``say``: optional callable(str) for a progress line."""
+    from scaling.analysis import analyze
+
+    (say or _quiet)(f"analysis ({bootstrap} bootstrap resamples)")
+    try:
+        return analyze(store, bootstrap=bootstrap, seed=seed), None
+    except MoescaleError as exc:
+        return None, str(exc)
+
+
+def draw_store(store, out, *, bootstrap: int = 200, seed: int = 0, public: bool = True, formats=("png", "pdf"),
+               say=None) -> DrawResult:
+    """Analyse ``store`` once and draw every figure it has data for into ``out`` (the Python form of
+    ``moescale figures``). When the analysis cannot run, its figures are skipped with the reason, in a note."""
+    from figures.draw import draw_all
+    from scaling.final import open_store
+
+    st = open_store(store)
+    analysis, why = analyze_or_skip(st, bootstrap=bootstrap, seed=seed, say=say)
+    result = draw_all(st, out, analysis, public=public, formats=formats, seed=seed, say=say, no_analysis_reason=why)
+    if why is not None:
+        result.notes.append(f"note: analysis failed, its figures are skipped: {why}")
+    return result
+
+
+def report_store(store, out, *, bootstrap: int = 200, seed: int = 0, public: bool = True,
+                 commands: list[str] | None = None, say=None) -> ReportResult:
+    """Analyse ``store`` once, draw its figures into ``out/figures`` and write ``out/report.md`` and
+    ``out/report.html`` (the Python form of ``moescale report``). A store the analysis cannot handle
+    still gets a report of its runs and store-only figures, with the reason."""
+    from figures.report import write_report
+    from scaling.final import open_store
+
+    st = open_store(store)
+    analysis, why = analyze_or_skip(st, bootstrap=bootstrap, seed=seed, say=say)
+    return write_report(st, out, analysis=analysis, notes=[f"analysis skipped: {why}"] if why is not None else None,
+                        bootstrap=bootstrap, seed=seed, public=public, commands=commands, say=say)
+
+
+def public_data() -> dict[str, Path | None]:
+    """dataset name -> local path, or None when absent (never downloads)."""
+    from scaling import datasets
+
+    found = {}
+    for name in PUBLIC:
+        try:
+            found[name] = datasets.path(name, download_missing=False)
+        except MoescaleError:
+            found[name] = None
+    return found
+
+
+def plan_sweep(preset: str, out: Path) -> tuple[Path, int]:
+    """Plan ``preset`` and write its sweep file into ``out`` (rewritten only when it changed)."""
+    from scaling.planner import plan
+
+    sweep = plan(preset)
+    path = Path(out) / f"{preset}.yaml"
+    text = sweep.to_yaml()
+    if not path.is_file() or path.read_text() != text:
+        atomic_write(path, text)
+    return path, len(sweep.runs)
+
+
+def train_sweep(sweep_path: Path, store: Path, runs: Path, *, workers: int, quiet: bool):
+    """Train the sweep's missing runs with the sweep runner (it ingests each finished run into ``store``)."""
+    try:
+        from runner.sweep import run_sweep
+    except ImportError as exc:
+        raise MoescaleError(f"the demo trains models and needs the runner (torch): {exc}; "
+                            "install with `pip install -e '.[runner]'` or `make install`") from None
+    return run_sweep(sweep_path, store, runs, workers=workers, quiet=quiet)
+
+
+@dataclass
+class DemoResult:
+    """What ``run_demo`` made: the folder, the sweep file and its run count, the store, the report
+    (``figures.report.ReportResult``, holding the figures and the analysis), the public datasets found
+    (name -> path or None) and the wall time."""
+
+    out: Path
+    sweep: Path
+    n_runs: int
+    store: Path
+    report: ReportResult
+    public: dict[str, Path | None] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """Where everything is, the headline answers and the seed papers' claims against the runs."""
+        from scaling.papers import paper_comparison
+
+        out, result = self.out, self.report
+        draw = result.draw
+        lines = [f"demo: done in {self.seconds:.0f} s; everything is in {out}/",
+                 f"  sweep    {self.sweep} ({self.n_runs} runs)", f"  runs     {out / 'runs'}/",
+                 f"  store    {self.store}", f"  report   {result.html} (self-contained), {result.markdown}",
+                 f"  figures  {result.figures_dir}/ ({len(draw.figures)} figures, PNG and PDF)"]
+        for name, path in self.public.items():
+            lines.append(f"  public   {name}: " + (f"found at {path}" if path else
+                                                   "not found (set MOESCALE_DATA to the folder holding it); "
+                                                   "its reproduction is left out"))
+        if draw.skipped:
+            lines.append("skipped figures:")
+            lines += [f"  {k}: {v}" for k, v in draw.skipped.items()]
+        a = result.analysis
+        if a is not None:
+            lines.append("headline: optimal sparsity per budget and objective")
+            lines += [f"  {h}" for h in a.headline()]
+            lines.append("seed papers' claims against these runs:")
+            for r in paper_comparison(a).itertuples(index=False):
+                lines.append(f"  [{r.verdict}] {r.paper}: {r.claim} ({r.ours})")
+        lines += result.notes
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_json(self) -> dict:
+        """The paths, run count, public datasets, seconds, the report (``ReportResult.to_json``), the
+        headline lines and the seed papers' comparison as records."""
+        from scaling.papers import paper_comparison
+
+        a = self.report.analysis
+        return {"out": str(self.out), "sweep": str(self.sweep), "n_runs": self.n_runs, "store": str(self.store),
+                "public": {k: (str(v) if v else None) for k, v in self.public.items()}, "seconds": self.seconds,
+                "report": self.report.to_json(), "headline": a.headline() if a is not None else [],
+                "papers": paper_comparison(a).to_dict("records") if a is not None else []}
+
+
+def run_demo(out="demo", *, workers: int = 2, preset: str = "cpu-tiny", seed: int = 0, bootstrap: int = 200,
+             quiet: bool = False, progress=None) -> DemoResult:
+    """Plan, train, analyse and report ``preset`` into ``out`` (see the module docstring).
+
+    ``workers``: training processes; ``bootstrap`` resamples of runs (``seed``) in the analysis;
+    ``quiet``: no progress bars while training; ``progress``: optional callable(str) for progress lines.
+    The store is ``out/moescale.duckdb``, the runs ``out/runs/``, the report ``out/report/``.
+    """
+    if workers < 1:
+        raise MoescaleError(f"workers = {workers}: must be at least 1")
+    from figures.report import write_report
+    from scaling.analysis import analyze
+    from scaling.final import open_store
+
+    began = time.monotonic()
+    say = progress or _quiet
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    store = root / "moescale.duckdb"
+    sweep_path, n_runs = plan_sweep(preset, root)
+    say(f"planned {n_runs} runs of {preset} into {sweep_path}")
+    public = public_data()
+    for name, path in public.items():
+        say(f"public dataset {name}: " + (f"found ({path})" if path else "not found; its figure is skipped"))
+    say(f"training with {workers} workers into {root / 'runs'} (finished runs are reused)")
+    swept = train_sweep(sweep_path, store, root / "runs", workers=workers, quiet=quiet)
+    say(str(swept).splitlines()[0] if str(swept) else "sweep done")
+    commands = [f"moescale demo --out {out} --workers {workers} --preset {preset} --bootstrap {bootstrap} "
+                f"--seed {seed}",
+                "# the same, step by step:",
+                f"moescale plan grid --preset {preset} --out {sweep_path}",
+                f"moescale sweep {sweep_path} --store {store} --out {root / 'runs'} --workers {workers}",
+                f"moescale optimum --store {store} --compute <budgets> --objective loss memorization reasoning "
+                f"--bootstrap {bootstrap}",
+                f"moescale report --store {store} --out {root / 'report'} --bootstrap {bootstrap} --seed {seed}"]
+    say(f"analysis: claims, accuracy, isoFLOP minima, optimum ({bootstrap} bootstrap resamples)")
+    st = open_store(store)
+    analysis = analyze(st, bootstrap=bootstrap, seed=seed)
+    say("figures and report")
+    report = write_report(st, root / "report", analysis=analysis, public=any(v is not None for v in public.values()),
+                          seed=seed, commands=commands, say=say)
+    return DemoResult(out=root, sweep=sweep_path, n_runs=n_runs, store=store, report=report, public=public,
+                      seconds=time.monotonic() - began)
