@@ -132,104 +132,6 @@ class Constraints:
 
 
 @dataclass(frozen=True)
-class Preset:
-    """A named grid (a union of spaces), its default compute budgets or training length,
-    and the training settings its sweep file carries (the sweep's ``train:`` block).
-
-    ``compute``: isoFLOP budgets C used when the constraints give neither compute nor
-    tokens (each architecture gets D = C / flops_per_token tokens per budget); else
-    ``tokens`` per run.
-    """
-
-    name: str
-    description: str
-    spaces: tuple[GridSpace, ...]
-    tokens: int
-    compute: tuple[float, ...] = ()
-    train: dict = field(default_factory=dict, hash=False, compare=False)
-
-
-_E = (8, 16, 32, 64, 128, 256)
-
-# cpu-tiny: an isoFLOP sparsity sweep that trains on 2 CPU cores with 2 workers in minutes
-# (the body of the demo); times measured with `benchmarks/bench_sweep.py` (benchmarks/RESULTS.md).
-CPU_TINY_COMPUTE = (2e11, 4e11, 8e11)
-CPU_TINY_TRAIN: dict = {"data": {"kind": "synthetic"}, "batch_tokens": 4096, "log_interval": 5,
-                         "checkpoint_interval": 25}
-CPU_TINY_DESCRIPTION = (
-    "isoFLOP sparsity sweep for 2 CPU cores: 2 layers, d_model 64 (head_dim 32), expert width 128, "
-    "dense + E 4/8/16 at k 1 + E 4/16 at k 2 (sparsity 1-16), vocab 512, seq_len 128, "
-    "budgets C = 2e11, 4e11, 8e11 FLOPs (0.17M-0.9M tokens, 41-221 steps a run, 8.6M tokens in all): "
-    "6 x 3 = 18 runs; 2.8-3.7 min with 2 workers on 2 quiet CPU cores (3.7-5.0 min with 1 worker; "
-    "benchmarks/bench_sweep.py), several times that on a busy machine"
-)
-# gpu-small: the same design for one H100/H200 in about an hour (not yet timed on a GPU).
-GPU_SMALL_COMPUTE = (5e15, 1e16, 2e16)
-GPU_SMALL_TRAIN: dict = {"data": {"kind": "synthetic", "n_people": 20000}, "batch_tokens": 131072, "lr": 1e-3,
-                          "device": "cuda", "dtype": "bfloat16", "log_interval": 10, "checkpoint_interval": 100}
-GPU_SMALL_DESCRIPTION = (
-    "the cpu-tiny design for one H100/H200 (about an hour, estimated, not yet timed): 8 layers, d_model 512 "
-    "(head_dim 64), expert width 1024, dense + E 4/8/16 at k 1 + E 4/16 at k 2, vocab 512, seq_len 512, "
-    "budgets C = 5e15, 1e16, 2e16 FLOPs: 6 x 3 = 18 runs"
-)
-_K = (2, 4, 8, 16)
-
-
-def _isoflop_spaces(n_layers: int, d_model: int, head_dim: int, vocab_size: int, seq_len: int) -> tuple[GridSpace, ...]:
-    """The sparsity design of cpu-tiny and gpu-small: one width, dense and MoE with expert
-    width 2*d_model: k = 1 at E = 1, 4, 8, 16 and k = 2 at E = 4, 16 (sparsity E/k = 1, 2, 4,
-    8, 8, 16; two architectures at s = 8 with different E and k tell whether E and k act
-    only through s)."""
-    common = dict(n_layers=(n_layers,), d_model=(d_model,), granularity=(0.5,), head_dim=head_dim,
-                  vocab_size=vocab_size, seq_len=seq_len)
-    return (
-        GridSpace(n_experts=(1, 4, 8, 16), top_k=(1,), **common),
-        GridSpace(n_experts=(4, 16), top_k=(2,), **common),
-    )
-
-
-PRESETS = {
-    "optimal-sparsity": Preset(
-        name="optimal-sparsity",
-        description=(
-            "Nakamura et al. 2025 (arXiv 2508.18672): 16 layers, d_model 512/1024/2048 with 4/8/16 heads, "
-            "expert width 2*d_model, E 8-256, k 2-16 (k <= E; d_model 2048 up to E = 128), vocab 99,574, "
-            "125B tokens: 23 + 23 + 19 = 65 models"
-        ),
-        spaces=(
-            GridSpace(n_layers=(16,), d_model=(512, 1024), n_experts=_E, top_k=_K, granularity=(0.5,), head_dim=128),
-            GridSpace(n_layers=(16,), d_model=(2048,), n_experts=_E[:-1], top_k=_K, granularity=(0.5,), head_dim=128),
-        ),
-        tokens=125_000_000_000,
-    ),
-    "cpu-tiny": Preset(
-        name="cpu-tiny",
-        description=CPU_TINY_DESCRIPTION,
-        spaces=_isoflop_spaces(n_layers=2, d_model=64, head_dim=32, vocab_size=512, seq_len=128),
-        tokens=500_000,
-        compute=CPU_TINY_COMPUTE,
-        train=CPU_TINY_TRAIN,
-    ),
-    "gpu-small": Preset(
-        name="gpu-small",
-        description=GPU_SMALL_DESCRIPTION,
-        spaces=_isoflop_spaces(n_layers=8, d_model=512, head_dim=64, vocab_size=512, seq_len=512),
-        tokens=100_000_000,
-        compute=GPU_SMALL_COMPUTE,
-        train=GPU_SMALL_TRAIN,
-    ),
-}
-
-
-def get_preset(name: str) -> Preset:
-    """The preset called ``name``; a MoescaleError lists the known ones otherwise."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise MoescaleError(f"unknown preset {name!r}; known: {', '.join(PRESETS)}") from None
-
-
-@dataclass(frozen=True)
 class PlannedRun:
     """One run of a sweep: an architecture trained for ``tokens`` tokens with ``seed``.
 
@@ -242,11 +144,13 @@ class PlannedRun:
     tokens: int
     seed: int = 0
     compute: float | None = None
+    slice: str | None = None
 
     @classmethod
-    def create(cls, architecture: Architecture, tokens: int, seed: int = 0, compute: float | None = None) -> PlannedRun:
-        """A run with its deterministic run_id."""
-        return cls(run_id_for(architecture, tokens, seed), architecture, int(tokens), seed, compute)
+    def create(cls, architecture: Architecture, tokens: int, seed: int = 0, compute: float | None = None,
+               slice: str | None = None) -> PlannedRun:
+        """A run with its deterministic run_id (the slice names the study part it serves; not in the id)."""
+        return cls(run_id_for(architecture, tokens, seed), architecture, int(tokens), seed, compute, slice)
 
     def to_dict(self) -> dict:
         a = self.architecture
@@ -256,6 +160,7 @@ class PlannedRun:
             "tokens": self.tokens,
             "seed": self.seed,
             "compute": self.compute,
+            **({"slice": self.slice} if self.slice else {}),
             # for reading only; from_dict recomputes nothing from here
             "derived": {
                 "n_total": a.n_total,
@@ -277,17 +182,94 @@ class PlannedRun:
                 tokens=int(data["tokens"]),
                 seed=int(data.get("seed", 0)),
                 compute=data.get("compute"),
+                slice=data.get("slice"),
             )
         except KeyError as exc:
             raise MoescaleError(f"sweep run: missing key {exc.args[0]!r}") from None
 
 
-def run_id_for(architecture: Architecture, tokens: int, seed: int) -> str:
-    """d{d_model}-l{n_layers}-e{n_experts}-k{top_k}-f{d_ff}-{8 hex of sha1(config)}: the same config, the same id."""
+def run_id(architecture: Architecture, payload: Mapping) -> str:
+    """The one run id of the project: d{d_model}-l{n_layers}-e{n_experts}-k{top_k}-f{d_ff}-{10 hex of
+    sha1(payload as sorted JSON)}. ``payload`` is everything that changes what the run computes
+    (``runner.config.TrainConfig.run_id`` builds it); the same payload, the same id."""
     a = architecture
-    payload = json.dumps({"architecture": a.to_dict(), "tokens": int(tokens), "seed": seed}, sort_keys=True)
-    digest = hashlib.sha1(payload.encode()).hexdigest()[:8]
+    digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
     return f"d{a.d_model}-l{a.n_layers}-e{a.n_experts}-k{a.top_k}-f{a.d_ff}-{digest}"
+
+
+def run_id_for(architecture: Architecture, tokens: int, seed: int) -> str:
+    """The id of a run known only by architecture, tokens and seed (``run_id`` of that payload).
+
+    ``plan`` replaces it with the id the trainer gives the run (``trained_run_id``) whenever
+    the runner can be imported, so a planned run and its run directory share one id."""
+    return run_id(architecture, {"architecture": architecture.to_dict(), "tokens": int(tokens), "seed": seed})
+
+
+def trained_run_id(run: PlannedRun, train: Mapping | None = None) -> str | None:
+    """The run_id the trainer gives ``run`` trained with the sweep's ``train`` settings
+    (``runner.config.TrainConfig.from_planned(run, train).run_id``), or None when the runner's
+    config cannot be built here. ``runner.config`` imports no torch."""
+    try:
+        from runner.config import TrainConfig
+    except ImportError:
+        return None
+    try:
+        return TrainConfig.from_planned(run, dict(train or {})).run_id
+    except MoescaleError as exc:
+        raise MoescaleError(f"plan: the sweep's train settings: {first_line(exc)}") from None
+
+
+def with_trained_ids(runs: list[PlannedRun], train: Mapping | None = None) -> list[PlannedRun]:
+    """``runs`` with each run_id replaced by the one its training will have (``trained_run_id``), so the
+    sweep file, the run directory and the store name a run alike; unchanged where the runner is absent."""
+    return [replace(r, run_id=trained_run_id(r, train) or r.run_id) for r in runs]
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping key given twice (PyYAML silently keeps the last)."""
+
+
+def _strict_mapping(loader: _StrictLoader, node, deep: bool = False):
+    seen: dict = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # merged keys ("<<") may be overridden; only keys written twice are refused
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            first = seen.get(key)
+        except TypeError:
+            continue  # an unhashable key: construct_mapping gives its own error
+        if first is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first given on line {first + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _strict_mapping)
+
+
+def load_yaml(source: str | Path, where: str | None = None):
+    """Parse YAML strictly: a file (``Path``) must be UTF-8 text, and no mapping may give a key twice.
+
+    ``source`` is a Path (read from disk) or YAML text; ``where`` names it in errors (default:
+    the path). Any problem is one MoescaleError ``WHERE[:line:column]: ...``."""
+    where = where or str(source)
+    if isinstance(source, Path):
+        try:
+            source = source.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise MoescaleError(f"{where}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})") from None
+        except IsADirectoryError:
+            raise MoescaleError(f"{where}: is a folder, not a YAML file") from None
+    try:
+        return yaml.load(source, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or first_line(exc)
+        raise MoescaleError(f"{where}{at}: not valid YAML ({problem})") from None
 
 
 @dataclass
@@ -329,14 +311,8 @@ class Sweep:
         if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))):
             if not Path(source).is_file():
                 raise MoescaleError(f"sweep {source}: no such file")
-            text = Path(source).read_text()
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or first_line(exc)
-            raise MoescaleError(f"sweep {source}{where}: not valid YAML ({problem})") from None
+            text = Path(source)
+        data = load_yaml(text, where=f"sweep {source}")
         if not isinstance(data, dict) or "runs" not in data or "name" not in data:
             raise MoescaleError(f"sweep {str(source)[:80]}: expected a mapping with 'name' and 'runs'")
         train = data.get("train") or {}
@@ -421,7 +397,14 @@ def plan(
     ``constraints.tokens``; with neither, a preset's own compute budgets, else its tokens.
     A preset's training settings become the sweep's ``train`` block.
     """
+    from scaling.presets import get_preset, plan_slices
+
     preset = get_preset(spaces) if isinstance(spaces, str) else None
+    if preset and preset.slices:
+        if constraints != Constraints():
+            raise MoescaleError(f"plan: preset {preset.name!r} is a study of named slices; it takes no constraints")
+        return Sweep(name=name or preset.name, runs=with_trained_ids(plan_slices(preset.slices), preset.train),
+                     preset=preset.name, constraints=constraints, train=copy.deepcopy(preset.train))
     if preset and preset.compute and not constraints.compute and constraints.tokens is None:
         constraints = replace(constraints, compute=preset.compute)
     archs = candidates(preset.spaces if preset else spaces, constraints)
@@ -433,7 +416,7 @@ def plan(
                 if tokens < 1:
                     raise MoescaleError(
                         f"plan: compute budget {c:.3g} buys less than one token of {arch.flops_per_token:.3g} "
-                        f"FLOPs for {run_id_for(arch, 0, seed)[:-9]}"
+                        f"FLOPs for {run_id_for(arch, 0, seed).rsplit('-', 1)[0]}"
                     )
                 runs.append(PlannedRun.create(arch, tokens, seed, compute=c))
         else:
@@ -441,8 +424,9 @@ def plan(
             if tokens is None:
                 raise MoescaleError("plan: give compute budgets (--compute) or a token count (--tokens)")
             runs.append(PlannedRun.create(arch, round(tokens), seed))
-    return Sweep(name=name or (preset.name if preset else "sweep"), runs=runs, preset=preset.name if preset else None,
-                 constraints=constraints, train=copy.deepcopy(preset.train) if preset else {})
+    train = copy.deepcopy(preset.train) if preset else {}
+    return Sweep(name=name or (preset.name if preset else "sweep"), runs=with_trained_ids(runs, train),
+                 preset=preset.name if preset else None, constraints=constraints, train=train)
 
 
 #: The grid axes ``moescale plan grid`` takes as options (GridSpace field -> option), in order.
@@ -471,3 +455,12 @@ def plan_grid(preset: str | None = None, axes: Mapping | None = None, tied_embed
         raise MoescaleError("plan grid: give --preset, or at least --d-model and --n-layers")
     space = preset or GridSpace(**given, tied_embeddings=tied_embeddings)
     return plan(space, constraints, name=name, seed=seed)
+
+
+def __getattr__(name: str):
+    # The presets live in scaling.presets (which imports this module); kept importable from here.
+    if name in ("PRESETS", "Preset", "get_preset"):
+        import scaling.presets
+
+        return getattr(scaling.presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -255,7 +255,7 @@ def test_cli_errors_are_one_line_exit_2():
 
 
 def test_presets_are_registered():
-    assert set(PRESETS) == {"optimal-sparsity", "cpu-tiny", "gpu-small"}
+    assert set(PRESETS) == {"optimal-sparsity", "cpu-tiny", "gpu-small", "cpu-study"}
 
 
 def test_plan_grid_takes_a_preset_or_axes_but_not_both():
