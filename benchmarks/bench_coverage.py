@@ -35,17 +35,13 @@ import time
 import numpy as np
 import pandas as pd
 
+from scaling.bootstrap import refit_weighted, resample_runs
 from scaling.errors import MoescaleError
 from scaling.fitting import fit
 from scaling.identify import check_parameters
 from scaling.intervals import bca_interval, percentile_interval
 from scaling.laws import MOE, MOE_X
 from scaling.simulate import Truth, simulate_sweep, true_loss
-
-try:
-    from scaling.bootstrap import refit_weighted, resample_runs
-except ImportError:  # before the move from scaling.claims
-    from scaling.claims import refit_weighted, resample_runs
 
 METHODS = ("percentile", "bca")
 TARGET = (0.90, 0.98)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from figures.style import NoData, format_flops, log_axis, new_figure, sparsity_colors, styled
+from figures.style import TOP_K_STYLES, NoData, format_flops, log_axis, new_figure, sparsity_colors, styled
 
-__all__ = ["training_curves", "routing_balance", "find_metric", "BALANCE_METRICS", "LOSS_METRICS"]
+__all__ = ["training_curves", "routing_balance", "find_metric", "curve_metric", "BALANCE_METRICS", "LOSS_METRICS"]
 
 #: Names a routing-balance metric may carry, in order of preference (coefficient of variation of expert load).
 BALANCE_METRICS = ("load_cv", "routing/load_cv", "router/load_cv", "moe/load_cv", "expert_load_cv")
@@ -67,8 +67,9 @@ def _curves(data: pd.DataFrame, ylabel: str, title: str, *, logy: bool, max_pane
         sub = data[data["budget"] == b]
         for run, g in sub.groupby("run_id", sort=True):
             s = float(g["sparsity"].iloc[0])
+            k = int(g["top_k"].iloc[0]) if "top_k" in g else 1
             ax.plot(g["tokens"], g["value"], color=colors[s], linewidth=1.2, alpha=0.9,
-                    marker="o" if len(g) <= 3 else None, markersize=4)
+                    linestyle=TOP_K_STYLES.get(k, "-"), marker="o" if len(g) <= 3 else None, markersize=4)
         log_axis(ax, "x", "count")
         if logy:
             log_axis(ax, "y")
@@ -78,18 +79,27 @@ def _curves(data: pd.DataFrame, ylabel: str, title: str, *, logy: bool, max_pane
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, label=f"s = {s:g}") for s, c in colors.items()]
-    fig.legend(handles=handles, loc="outside right center", title="sparsity")
+    if "top_k" in data and data["top_k"].nunique() > 1:
+        handles += [Line2D([], [], color="0.35", linestyle=TOP_K_STYLES.get(int(k), "-"), label=f"top_k = {int(k)}")
+                    for k in sorted(data["top_k"].unique())]
+    fig.legend(handles=handles, loc="outside right center", title="sparsity / top_k")
     fig.suptitle(title, fontsize=11)
     return fig
+
+
+def curve_metric(metrics: pd.DataFrame) -> str:
+    """The loss metric ``training_curves`` draws: of ``LOSS_METRICS``, the one logged most often per run."""
+    return _densest(metrics, LOSS_METRICS)
 
 
 @styled
 def training_curves(metrics: pd.DataFrame, final: pd.DataFrame, metric: str | None = None):
     """Loss against tokens seen for every finished run, one panel per isoFLOP budget (the largest four),
-    coloured by sparsity s = n_experts/top_k. ``metric`` defaults to the loss metric of ``LOSS_METRICS``
+    coloured by sparsity s = n_experts/top_k, line style by top_k (two architectures of one sparsity, E 8
+    k 1 and E 16 k 2, differ). ``metric`` defaults to the loss metric of ``LOSS_METRICS``
     logged most often per run (val_loss first on ties: a run that evaluates only at its end has a
-    denser train_loss curve)."""
-    name = metric or _densest(metrics, LOSS_METRICS)
+    denser train_loss curve; ``curve_metric`` says which, for the caption)."""
+    name = metric or curve_metric(metrics)
     data = _with_runs(metrics, final, name)
     return _curves(data, name, f"Training curves ({name}) by sparsity", logy=True)
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from figures.style import NoData, budget_colors, format_flops, level_colors, log2_axis, log_axis, new_figure, styled
+from figures.style import (TOP_K_MARKERS, NoData, budget_colors, clip_band, format_flops, level_colors, log2_axis,
+                           log_axis, new_figure, plotted_range, styled)
 
-__all__ = ["loss_vs_total", "isoflop_curves", "optima_vs_compute", "law_fit", "budget_labels"]
+__all__ = ["loss_vs_total", "isoflop_curves", "optima_vs_compute", "law_fit", "budget_labels", "families",
+           "lower_envelope"]
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">")
 
@@ -56,6 +58,10 @@ def loss_vs_total(final: pd.DataFrame, *, max_panels: int = 6):
     n_experts and colours by isoFLOP budget (Liew et al. 2026: at fixed N_total and s, more experts
     should cost a little loss). A line joins the runs of one (budget, n_experts) across N_total."""
     f = _finished(final)
+    sizes = f.groupby("sparsity")["n_total"].nunique()
+    if sizes.max() < 2:
+        raise NoData(f"each sparsity has runs at a single N_total ({len(sizes)} sparsities, one size each), so loss "
+                     "cannot be drawn against N_total at fixed sparsity")
     sparsities = sorted(f["sparsity"].unique())[:max_panels]
     colors = budget_colors(f["budget"])
     experts = sorted(f["n_experts"].astype(int).unique())
@@ -89,18 +95,35 @@ def _akima_curve(x, y, n=25):
     return np.exp(grid), np.exp(Akima1DInterpolator(lx, ly)(grid))
 
 
+def families(final: pd.DataFrame) -> pd.Series:
+    """The architecture family of each run, "E{n_experts} k{top_k}": runs of different (E, k) are never
+    averaged, even where they share an N_total (top_k does not change N_total)."""
+    return "E" + final["n_experts"].astype(int).astype(str) + " k" + final["top_k"].astype(int).astype(str)
+
+
+def lower_envelope(runs: pd.DataFrame, x: str = "n_total", y: str = "val_loss") -> pd.Series:
+    """The lowest ``y`` at each ``x`` over the runs given (the best run there, never a mean), sorted by ``x``."""
+    return runs.groupby(x)[y].min().sort_index()
+
+
 @styled
 def isoflop_curves(final: pd.DataFrame, minima: pd.DataFrame | None = None, optimum=None):
     """IsoFLOP curves: final loss against N_total (left) and against sparsity (right), one colour per
     compute budget, with their minima.
 
-    Left: the runs, an Akima spline of ln loss against ln N_total through each budget's mean profile
-    and the interpolated minimum from ``minima`` (``scaling.allocation.isoflop_minima``, Porian et al.
-    2024; a hollow star marks an edge minimum). Right: the best run at each sparsity, the fitted law's
-    best predicted loss at each sparsity (dashed, from ``optimum.candidates``) and its optimum (star,
+    Left: each architecture family (n_experts, top_k) of a budget is its own thin line through its runs
+    (markers by top_k), and the thick line is an Akima spline of ln loss against ln N_total through the
+    budget's lower envelope (the best run at each N_total: runs of different (E, k) that share an N_total
+    are never averaged); stars are the interpolated minima of ``minima`` (``scaling.allocation.isoflop_minima``,
+    Porian et al. 2024; every row near the budget, one per family when it has a ``family`` column; a
+    hollow star marks an edge minimum). Right: the best run at each sparsity, the fitted law's best
+    predicted loss at each sparsity (dashed, from ``optimum.candidates``) and its optimum (star,
     ``optimum.best`` for the loss objective).
     """
     f = _finished(final)
+    if "top_k" not in f.columns:
+        f = f.assign(top_k=1)
+    f = f.assign(family=families(f))
     colors = budget_colors(f["budget"])
     fig, (ax, bx) = new_figure(2, panel_size=(4.4, 3.4))
     mins = minima if minima is not None and len(minima) else None
@@ -111,28 +134,32 @@ def isoflop_curves(final: pd.DataFrame, minima: pd.DataFrame | None = None, opti
     best = getattr(optimum, "best", None)
     for b, g in f.groupby("budget", sort=True):
         c = colors[float(b)]
-        prof = g.groupby("n_total")["val_loss"].apply(lambda v: float(np.exp(np.mean(np.log(v))))).sort_index()
-        ax.scatter(g["n_total"], g["val_loss"], color=c, s=20, edgecolor="white", linewidth=0.4, zorder=3)
-        if len(prof) >= 3:
-            xs, ys = _akima_curve(prof.index.to_numpy(dtype=float), prof.to_numpy())
-            ax.plot(xs, ys, color=c, label=f"C = {format_flops(b)}", zorder=2)
+        for fam, h in g.groupby("family", sort=True):
+            h = h.sort_values("n_total")
+            k = int(h["top_k"].iloc[0])
+            ax.plot(h["n_total"], h["val_loss"], color=c, linewidth=0.7, alpha=0.55, marker=TOP_K_MARKERS.get(k, "o"),
+                    markersize=4, markeredgecolor="white", markeredgewidth=0.4, zorder=3, label=f"_family {fam}")
+        env = lower_envelope(g)
+        if len(env) >= 3:
+            xs, ys = _akima_curve(env.index.to_numpy(dtype=float), env.to_numpy())
+            ax.plot(xs, ys, color=c, linewidth=2.0, label=f"C = {format_flops(b)}", zorder=2)
         else:
-            ax.plot(prof.index, prof.to_numpy(), color=c, linestyle=":", label=f"C = {format_flops(b)} (< 3 sizes)")
+            ax.plot(env.index, env.to_numpy(), color=c, linestyle=":", label=f"C = {format_flops(b)} (< 3 sizes)")
         if mins is not None:
-            i = _nearest(mins[bcol], b)
-            if i is not None:
+            near = [i for i, v in enumerate(mins[bcol].to_numpy(dtype=float)) if abs(v / b - 1) <= 0.1]
+            for i in near:
                 m = mins.iloc[i]
                 edge = bool(m.get("at_edge", False))
                 ax.scatter([m["N_opt"]], [m["loss_opt"]], marker="*", s=170, zorder=5, color="white" if edge else c,
                            edgecolor="black", linewidth=0.8)
-        env = g.groupby("sparsity")["val_loss"].min().sort_index()
-        bx.plot(env.index, env.to_numpy(), "o-", color=c, zorder=3, label=f"C = {format_flops(b)}")
+        env_s = lower_envelope(g, "sparsity")
+        bx.plot(env_s.index, env_s.to_numpy(), "o-", color=c, zorder=3, label=f"C = {format_flops(b)}")
         if cand is not None and len(cand) and best is not None:
             j = _nearest(cand["compute"].unique(), b)
             if j is not None:
                 cc = cand["compute"].unique()[j]
                 pred = cand[cand["compute"] == cc].groupby("sparsity")["loss"].min().sort_index()
-                pred = pred[(pred.index >= env.index.min()) & (pred.index <= env.index.max())]
+                pred = pred[(pred.index >= env_s.index.min()) & (pred.index <= env_s.index.max())]
                 bx.plot(pred.index, pred.to_numpy(), linestyle="--", color=c, linewidth=1.1, zorder=2)
                 bl = best[(best["objective"] == "loss") & np.isclose(best["compute"], cc)]
                 if len(bl):
@@ -144,8 +171,14 @@ def isoflop_curves(final: pd.DataFrame, minima: pd.DataFrame | None = None, opti
     ax.set_ylim(f["val_loss"].min() - pad, f["val_loss"].max() + pad)
     ax.set_xlabel("total parameters N_total")
     ax.set_ylabel("final loss (val_loss)")
-    ax.set_title("loss against N_total (star: isoFLOP minimum)")
-    ax.legend(loc="best")
+    ax.set_title("loss against N_total (thin: one family (E, k);\nthick: lower envelope; star: minimum)")
+    from matplotlib.lines import Line2D
+
+    ks = sorted(f["top_k"].astype(int).unique())
+    handles = [h for h in ax.get_legend_handles_labels()[0]]
+    handles += [Line2D([], [], color="0.35", marker=TOP_K_MARKERS.get(k, "o"), linewidth=0.7, label=f"top_k = {k}")
+                for k in ks]
+    ax.legend(handles=handles, loc="best")
     log2_axis(bx, "x", f["sparsity"].unique())
     bx.set_xlabel("sparsity s = n_experts / top_k")
     bx.set_ylabel("final loss (best run per sparsity)")
@@ -163,6 +196,8 @@ def optima_vs_compute(minima: pd.DataFrame | None, optimum=None):
     bootstrap range (right; from ``scaling.optimum.find_optimum``)."""
     import warnings
 
+    if minima is not None and "family" in minima and (minima["family"] == "envelope").any():
+        minima = minima[minima["family"] == "envelope"]  # the lower envelope over families: one optimum a budget
     has_min = minima is not None and len(minima) > 0
     best = getattr(optimum, "best", None)
     if not has_min and (best is None or not len(best)):
@@ -238,6 +273,10 @@ def _predict(result, P, X):
     return np.asarray(result.law.predict(P, X), dtype=float)
 
 
+def _band_label(level: float, clipped: bool) -> str:
+    return f"{level:.0%} bootstrap band" + (" (clipped to the plotted range)" if clipped else "")
+
+
 def _as_array(v, n, what):
     arr = np.asarray(v)
     if arr.shape[0] != n:
@@ -256,7 +295,9 @@ def law_fit(result, x: str | None = None, *, groups=None, group_label: str = "gr
     against fitted values (any number of variables), the band around the identity.
     ``groups``: one label per fitted point (or a column of ``result.data``), one colour each.
     ``samples``: bootstrap parameter vectors (B, n_params) in ``law.params`` order or a DataFrame
-    (e.g. ``ClaimsResult.bootstrap_params``); the band is their (1 - level) percentile interval.
+    (e.g. ``ClaimsResult.bootstrap_params``); the band is their (1 - level) percentile interval,
+    clipped to the plotted range (the observed and fitted values, padded by 15% of their span; the legend
+    says when it was clipped) so that the resamples of a poorly identified fit cannot squash the data.
     ``colors``: group -> colour (default: viridis over the sorted groups).
     """
     data = result.data
@@ -286,6 +327,9 @@ def law_fit(result, x: str | None = None, *, groups=None, group_label: str = "gr
     yhat = _predict(result, theta, X)
     P = _samples_matrix(result, samples)
     q = [50 * (1 - level), 100 - 50 * (1 - level)]
+    logy = bool((y > 0).all() and y.max() / y.min() > 10)
+    limits = plotted_range(y, yhat, log=logy)
+    clipped = False
     fig, (ax, rx) = new_figure(2, nrows=2, ncols=1, height_ratios=[3, 1.15], panel_size=(5.6, 2.6), sharex=True)
     fmt = group_format or (lambda v: f"{v:g}" if isinstance(v, (float, int, np.floating, np.integer)) else str(v))
     for lv in levels:
@@ -322,27 +366,33 @@ def law_fit(result, x: str | None = None, *, groups=None, group_label: str = "gr
                 Xg[v] = np.interp(grid, ux, means)
         ax.plot(grid, _predict(result, theta, Xg), color=c, zorder=2)
         if P is not None:
-            preds = np.stack([_predict(result, p, Xg) for p in P])
-            lo, hi = np.percentile(preds, q, axis=0)
+            with np.errstate(all="ignore"):
+                preds = np.stack([_predict(result, p, Xg) for p in P])
+                lo, hi = np.nanpercentile(preds, q, axis=0)
+            lo, hi, cut = clip_band(lo, hi, limits)
+            clipped |= cut
             ax.fill_between(grid, lo, hi, color=c, alpha=0.2, linewidth=0, zorder=1)
     if x is None:
         order = np.argsort(yhat)
         ax.plot(yhat[order], yhat[order], color="0.2", linewidth=1.0, zorder=2, label="fitted = observed")
         if P is not None:
-            preds = np.stack([_predict(result, p, X) for p in P])
-            lo, hi = np.percentile(preds, q, axis=0)
+            with np.errstate(all="ignore"):
+                preds = np.stack([_predict(result, p, X) for p in P])
+                lo, hi = np.nanpercentile(preds, q, axis=0)
+            lo, hi, clipped = clip_band(lo, hi, limits)
             ax.fill_between(yhat[order], lo[order], hi[order], color="0.4", alpha=0.25, linewidth=0, zorder=1,
-                            label=f"{level:.0%} bootstrap band")
+                            label=_band_label(level, clipped))
         xlabel = f"fitted {result.law.name} law"
     else:
         xlabel = x
         if P is not None:
-            ax.fill_between([], [], [], color="0.5", alpha=0.2, label=f"{level:.0%} bootstrap band")
+            ax.fill_between([], [], [], color="0.5", alpha=0.2, label=_band_label(level, clipped))
     kind = "count" if x is not None and x in ("N", "D") else "plain"
     if x is not None and (X[x] > 0).all():
         log_axis(ax, "x", kind)
-    if (y > 0).all() and y.max() / y.min() > 10:
+    if logy:
         log_axis(ax, "y")
+    ax.set_ylim(*limits)
     ax.set_ylabel("observed")
     ax.legend(loc="best", fontsize=7.5)
     rx.axhline(0, color="0.3", linewidth=0.8)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from figures.style import NoData, format_count, level_colors, log2_axis, log_axis, new_figure, styled
+from figures.style import NoData, clip_band, format_count, level_colors, log2_axis, log_axis, new_figure, styled
 
 __all__ = ["chinchilla_fit", "clark_experts"]
 
@@ -37,6 +37,7 @@ def chinchilla_fit(result, samples=None, *, n_levels: int = 6):
     cmap = matplotlib.colormaps["viridis"]
     fig, (ax, rx) = new_figure(2, nrows=2, ncols=1, height_ratios=[3, 1.1], panel_size=(6.0, 2.7), sharex=True)
     sc = ax.scatter(N, y, c=C, cmap=cmap, norm=norm, s=14, edgecolor="none", zorder=3)
+    limits = (y.min() * 0.95, min(y.max() * 1.05, 8))  # the band is clipped to it: the data stay visible
     levels = np.geomspace(C.min() * 1.5, C.max() / 1.5, n_levels)
     opt = chinchilla_optimum(result, levels)
     Ns = np.geomspace(N.min() / 1.5, N.max() * 1.5, 200)
@@ -45,12 +46,12 @@ def chinchilla_fit(result, samples=None, *, n_levels: int = 6):
         ax.plot(Ns, result.law.predict(theta, {"N": Ns, "D": Ds}), color=cmap(norm(c)), linewidth=1.2, zorder=2)
         if samples is not None and len(samples) >= 10:
             preds = np.stack([result.law.predict(p, {"N": Ns, "D": Ds}) for p in samples])
-            lo, hi = np.percentile(preds, [2.5, 97.5], axis=0)
+            lo, hi, _ = clip_band(*np.percentile(preds, [2.5, 97.5], axis=0), limits)
             ax.fill_between(Ns, lo, hi, color=cmap(norm(c)), alpha=0.2, linewidth=0, zorder=1)
         ax.scatter([o["N_opt"]], [o["loss"]], marker="*", s=120, color=cmap(norm(c)), edgecolor="black",
                    linewidth=0.6, zorder=4)
     fig.colorbar(sc, ax=[ax, rx], label="training compute C = 6ND (FLOPs)")
-    ax.set_ylim(y.min() * 0.95, min(y.max() * 1.05, 8))
+    ax.set_ylim(*limits)
     log_axis(ax, "x", "count")
     log_axis(ax, "y")
     ax.set_ylabel("loss")

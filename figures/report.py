@@ -4,11 +4,13 @@
 caller, ``scaling.analysis.analyze``; None when it could not run, with the reason in ``notes``),
 draws the figures (``figures.draw.draw_all``) into ``out/figures/`` unless given them, and writes
 both documents with: the data fingerprint and the exact commands, the headline answers, the seed
-papers' claims set against these runs (``scaling.papers.paper_comparison``: agree / disagree, said
-plainly), the claims table with verdicts, the accuracy questions, the fits with their CIs, the
-optimum per budget and objective, the public-dataset fits against their published values, the
-figures (with what was skipped and why) and the runs table. Both files are written last and
-atomically (``scaling.files.atomic_write``).
+papers' claims set against these runs (``scaling.papers.paper_comparison``: ``word: reason`` in the
+five words of ``scaling.verdicts``), the claims table with verdicts, the accuracy questions, the fits
+with their CIs and each parameter's identifiability (a ``status`` column, and a flagged line under
+the table for every fit ``scaling.identify.fit_flags`` flags), the optimum per budget and objective,
+the public-dataset fits against their published values, the figures (with what was skipped and why)
+and the runs table. Both files are written last and atomically (``scaling.files.atomic_write``); the
+temp files a killed earlier report left in the folder are removed first.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import datetime as _dt
 import hashlib
 import html
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +30,10 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import MoescaleError
-from scaling.files import atomic_write
+from scaling.files import atomic_write, remove_stale_temps
 from scaling.papers import format_value, paper_comparison
 from scaling.public_fits import EPOCH_PUBLISHED
+from scaling.verdicts import AIC_THRESHOLD, WORDS
 
 if TYPE_CHECKING:
     from figures.draw import DrawResult
@@ -83,19 +87,32 @@ def data_fingerprint(final: pd.DataFrame, evals: pd.DataFrame | None = None) -> 
 
 
 def _moe_params(claims) -> pd.DataFrame:
+    """The full moe fit's parameters with their bootstrap intervals and identifiability status ("fixed" when held)."""
     fit = claims.fits["moe"]
-    bp = claims.bootstrap_params
+    ident = getattr(claims, "identifiability", None)
+    checks = {}
+    if ident is not None and len(ident):
+        checks = {r.parameter: r for r in ident[ident["variant"] == "moe"].itertuples(index=False)}
     rows = []
     for name, value in fit.params.items():
-        lo = hi = np.nan
-        if bp is not None and name in bp.columns and len(bp):
-            v = bp[name].to_numpy(dtype=float)
-            v = v[np.isfinite(v)]
-            if v.size:
-                lo, hi = np.percentile(v, [2.5, 97.5])
-        rows.append({"parameter": name, "estimate": value, "ci_low": lo, "ci_high": hi,
-                     "fixed": name in fit.fixed})
+        c = checks.get(name)
+        rows.append({"parameter": name, "estimate": value, "ci_low": c.ci_low if c else np.nan,
+                     "ci_high": c.ci_high if c else np.nan, "fixed": name in fit.fixed,
+                     "status": "fixed" if name in fit.fixed else (c.status if c else "")})
     return pd.DataFrame(rows)
+
+
+def _flag_lines(flags: dict, what: str) -> list[str]:
+    """One line per flagged fit (``scaling.identify.fit_flags``), for under its table."""
+    return [f"**flag** {what} `{k}`: {v}" for k, v in (flags or {}).items() if v]
+
+
+def _fill_budgets(commands: list[str], analysis) -> list[str]:
+    """The commands with a ``<budgets>`` placeholder replaced by the analysis' budgets (``--compute 1e+14 ...``)."""
+    if analysis is None or not getattr(analysis, "compute", None):
+        return list(commands)
+    budgets = " ".join(f"{float(c):g}" for c in analysis.compute)
+    return [c.replace("<budgets>", budgets) for c in commands]
 
 
 def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands: list[str], final: pd.DataFrame,
@@ -122,8 +139,11 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
     else:
         b.append(("list", analysis.headline()))
         b.append(("h2", "The seed papers' claims against these runs"))
-        b.append(("p", "Where our small runs disagree with the papers, the row says so; a synthetic corpus and "
-                       "models of a few million parameters need not reproduce results at billions."))
+        b.append(("p", f"Each verdict is one of {', '.join(WORDS)}, with its reason (`scaling.verdicts`: an "
+                       f"interval that excludes the null decides; |ΔAIC| < {AIC_THRESHOLD:g} is inconclusive; a claim "
+                       "outside the sampled range is not testable; an unidentified parameter or degenerate fit is "
+                       "undetermined). A synthetic corpus and models of a few million parameters need not reproduce "
+                       "results at billions."))
         b.append(("table", paper_comparison(analysis)))
         c = analysis.claims
         b.append(("h2", "Claims of Liew et al. 2026 (nested moe-law tests)"))
@@ -137,13 +157,23 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
                        f"fitted to {c.n_runs} runs; 95% bootstrap percentile intervals over {c.bootstrap} resamples "
                        "of runs."))
         b.append(("table", _moe_params(c)))
-        b.append(("p", "Variants (nested restrictions and the N_active alternative):"))
+        flags = getattr(c, "flags", {}) or {}
+        moe_flag = _flag_lines({"moe": flags.get("moe", "")}, "fit")
+        b.append(("list", moe_flag) if moe_flag else
+                 ("p", "Every free parameter of the moe fit is identified and the fit is not degenerate."))
+        b.append(("p", "Variants (nested restrictions and the N_active alternative; `flags`: parameters not "
+                       "identified and degenerate fits, `scaling.identify`):"))
         b.append(("table", c.variants.drop(columns=[x for x in ("description",) if x in c.variants.columns])))
+        if _flag_lines(flags, "variant"):
+            b.append(("list", _flag_lines(flags, "variant")))
         acc = analysis.accuracy
         if acc is not None:
             b.append(("h2", "Accuracy: Nakamura et al. 2025's two regimes"))
             b.append(("list", acc.verdicts))
             b.append(("table", acc.coefficients))
+            acc_flags = _flag_lines({k: m.flags for k, m in acc.models.items()}, "GLM")
+            if acc_flags:
+                b.append(("list", acc_flags))
             if len(acc.peaks):
                 b.append(("table", acc.peaks.drop(columns=[x for x in ("verdict",) if x in acc.peaks.columns])))
             if len(acc.two_step):
@@ -154,7 +184,8 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
         opt = analysis.optimum
         cols = [x for x in ("objective", "compute", "arch", "n_experts", "top_k", "sparsity", "n_total", "n_active",
                             "tokens", "tpp", "predicted", "pred_low", "pred_high", "frequency", "sparsity_low",
-                            "sparsity_high", "at_edge", "edge", "extrapolation", "extrapolation_reason")
+                            "sparsity_high", "at_edge", "edge", "determined", "why", "extrapolation",
+                            "extrapolation_reason")
                 if x in opt.best.columns]
         b.append(("table", opt.best[cols]))
         if any(bool(v) for v in opt.best.get("at_edge", [])):
@@ -180,12 +211,10 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
         b.append(("table", pd.DataFrame([{"router": r, "n_points": f.n_points, "objective (MSE log10)": f.objective,
                                           **{k: f.params[k] for k in list(f.params)[:4]}} for r, f in pub["clark"].items()])))
     b.append(("h2", "Figures"))
-    from figures.draw import FIGURES
-
     for name, paths in draw.figures.items():
         png = next((p for p in paths if str(p).endswith(".png")), None)
         if png is not None:
-            b.append(("figure", name, FIGURES.get(name, name), Path(png)))
+            b.append(("figure", name, draw.caption(name), Path(png)))
     if draw.skipped:
         b.append(("p", "Skipped figures:"))
         b.append(("list", [f"`{k}`: {v}" for k, v in draw.skipped.items()]))
@@ -236,13 +265,16 @@ _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;max-width:1120px;margin:2em auto;padding:0 1em;
 color:#222;line-height:1.45}
 h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #ccc;margin-top:1.6em}
-table{border-collapse:collapse;font-size:12px;margin:.6em 0;display:block;overflow-x:auto;max-width:100%}
+div.scroll{overflow-x:auto;max-width:100%;margin:.6em 0}
+table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
+td.t{white-space:normal;min-width:6em;max-width:32em;overflow-wrap:anywhere}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
 pre{background:#f6f6f6;padding:.7em;overflow-x:auto;font-size:12px}
 code{background:#f3f3f3;padding:0 3px}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:13px;color:#555}
-td.t{text-align:left}td.agrees{background:#e6f4e6}td.disagrees{background:#fbe9e7}
+td.t{text-align:left}td.supported{background:#e6f4e6}td.contradicted{background:#fbe9e7}
+td.inconclusive,td.not-testable,td.undetermined{background:#f4f4f4}
 """
 
 
@@ -263,11 +295,13 @@ def _html_table(df: pd.DataFrame) -> str:
         for c, v in zip(df.columns, r):
             text = _cell(v)
             cls = " class='t'" if isinstance(v, str) else ""
-            if c == "verdict" and isinstance(v, str):
-                cls = " class='t agrees'" if v.startswith("agrees") else " class='t disagrees'" if v.startswith("disagrees") else cls
+            word = v.split(":")[0] if isinstance(v, str) else ""
+            if c == "verdict" and word in WORDS:
+                cls = f" class='t {word.replace(' ', '-')}'"
             cells.append(f"<td{cls}>{html.escape(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # the wrapper scrolls sideways, so a wide table (the optimum's) shows every column at any window width
+    return f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
 
 
 def to_html(blocks, *, title: str = "moe-scaling report") -> str:
@@ -304,7 +338,8 @@ def write_report(store, out, *, analysis, draw=None, notes: list[str] | None = N
 
     ``store``: a Store or store path, for the runs table, the fingerprint and the store-only figures.
     ``commands``: the command lines to record (default: this process's command line and the equivalent
-    ``moescale report`` call with ``bootstrap`` and ``seed``). A store the analysis cannot handle (too few
+    ``moescale report`` call with ``bootstrap`` and ``seed``, shell-quoted); a ``<budgets>`` placeholder in
+    them becomes the analysis' budgets. A store the analysis cannot handle (too few
     runs, ...) still gets a report of its runs and store-only figures, with the reason.
     """
     from figures.draw import draw_all, store_frames
@@ -313,6 +348,8 @@ def write_report(store, out, *, analysis, draw=None, notes: list[str] | None = N
     say = say or (lambda msg: None)
     out = Path(out)
     st = open_store(store)
+    for folder in (out, out / "figures"):  # temp files of a report killed mid-write (only this call writes here)
+        remove_stale_temps(folder)
     frames = store_frames(st)
     final, evals, _ = frames
     notes = list(notes or [])
@@ -332,8 +369,10 @@ def write_report(store, out, *, analysis, draw=None, notes: list[str] | None = N
     if commands is None:
         commands = []
         if Path(sys.argv[0]).name in ("moescale", "__main__.py"):
-            commands.append("moescale " + " ".join(sys.argv[1:]))
-        commands.append(f"moescale report --store {store_path} --out {out} --bootstrap {bootstrap} --seed {seed}")
+            commands.append(shlex.join(["moescale", *sys.argv[1:]]))
+        commands.append(shlex.join(["moescale", "report", "--store", store_path, "--out", str(out), "--bootstrap",
+                                    str(bootstrap), "--seed", str(seed)]))
+    commands = _fill_budgets(commands, analysis)
     blocks = build_blocks(analysis, draw, store_path=store_path, fingerprint=fp, commands=commands, final=final,
                           excluded=excluded, notes=notes)
     md_path, html_path = out / "report.md", out / "report.html"

@@ -18,10 +18,14 @@ from scaling.errors import MoescaleError
 from scaling.files import atomic_path
 
 __all__ = ["NoData", "styled", "new_figure", "save", "rc", "level_colors", "format_flops", "format_count", "log_axis",
-           "log2_axis", "budget_colors", "sparsity_colors", "FORMATS"]
+           "log2_axis", "budget_colors", "sparsity_colors", "FORMATS", "plotted_range", "clip_band", "wilson_interval",
+           "TOP_K_MARKERS", "TOP_K_STYLES"]
 
 FORMATS = ("png", "pdf")
 DPI = 150
+#: Marker and line style per top_k, so two architectures of one sparsity (E 8 k 1, E 16 k 2) differ.
+TOP_K_MARKERS = {1: "o", 2: "s", 4: "^", 8: "D"}
+TOP_K_STYLES = {1: "-", 2: "--", 4: ":", 8: "-."}
 
 
 class NoData(MoescaleError):
@@ -176,3 +180,41 @@ def budget_colors(values) -> dict:
 def sparsity_colors(values) -> dict:
     """Colours of sparsity or density levels (viridis): one scale for sparsity in every figure."""
     return level_colors(values, "viridis")
+
+
+def plotted_range(*values, pad: float = 0.15, log: bool = False) -> tuple[float, float]:
+    """The range a panel shows: the finite values' span (data, fitted curve) widened by ``pad`` of it on each
+    side (in logs when ``log``). A bootstrap band is clipped to it (``clip_band``) so that resamples of a
+    poorly identified fit (a band reaching 2e13) cannot squash the data flat."""
+    v = np.concatenate([np.ravel(np.asarray(x, dtype=float)) for x in values])
+    v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+    if not len(v):
+        return (0.0, 1.0)
+    t = np.log(v) if log else v
+    lo, hi = float(t.min()), float(t.max())
+    span = (hi - lo) or max(abs(hi), 1.0) * 0.1
+    lo, hi = lo - pad * span, hi + pad * span
+    return (float(np.exp(lo)), float(np.exp(hi))) if log else (lo, hi)
+
+
+def clip_band(lo, hi, limits) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(lo, hi) of a band clipped to ``limits`` (``plotted_range``), and whether anything was clipped."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    a, b = limits
+    clipped = bool(np.any(lo < a) or np.any(hi > b) or not (np.isfinite(lo).all() and np.isfinite(hi).all()))
+    lo = np.clip(np.nan_to_num(lo, nan=a, posinf=b, neginf=a), a, b)
+    hi = np.clip(np.nan_to_num(hi, nan=b, posinf=b, neginf=a), a, b)
+    return lo, hi, clipped
+
+
+def wilson_interval(accuracy, n_examples, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The Wilson score interval of a binomial proportion (Wilson 1927; statsmodels' ``proportion_confint``,
+    method "wilson"): p_hat = k / n, centre (p_hat + z^2/2n) / (1 + z^2/n), half-width
+    z / (1 + z^2/n) * sqrt(p_hat (1 - p_hat) / n + z^2 / 4n^2). Unlike the normal interval it stays in
+    [0, 1] and is not zero-width at an accuracy of 0 or 1."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    n = np.asarray(n_examples, dtype=float)
+    k = np.round(np.asarray(accuracy, dtype=float) * n)
+    lo, hi = proportion_confint(k, n, alpha=1 - level, method="wilson")
+    return np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)

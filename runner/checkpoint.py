@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from scaling.errors import MoescaleError, first_line
 from scaling.files import atomic_path
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -43,11 +44,36 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def _unreadable(path: Path, why: str) -> MoescaleError:
+    return MoescaleError(f"{path}: cannot resume from this checkpoint ({why}); rerun with --restart to start the run over")
+
+
 def load_checkpoint(path: Path) -> dict | None:
-    """The checkpoint at ``path``, or None when there is none."""
+    """The checkpoint at ``path``, or None when there is none; a file that is not a checkpoint
+    (truncated, corrupted, another format) is a one-line MoescaleError suggesting ``--restart``."""
     if not path.is_file():
         return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch.load raises many types (UnpicklingError, RuntimeError, EOFError, ...)
+        raise _unreadable(path, first_line(exc, with_type=True)) from None
+    if not isinstance(state, dict):
+        raise _unreadable(path, f"it holds a {type(state).__name__}, not a checkpoint's mapping")
+    return state
 
 
-__all__ = ["CHECKPOINT_FILE", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
+def restore_checkpoint(path: Path, state: dict, model, optimizer, scheduler, stream) -> int:
+    """Load a checkpoint's states into the model, optimizer, scheduler, RNGs and training stream;
+    returns its step. A checkpoint of another model shape is a MoescaleError suggesting ``--restart``."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        stream.pos = int(state["data_position"])
+        return int(state["step"])
+    except Exception as exc:
+        raise _unreadable(path, first_line(exc, with_type=True)) from None
+
+
+__all__ = ["CHECKPOINT_FILE", "load_checkpoint", "restore_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]

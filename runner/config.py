@@ -14,17 +14,35 @@ lr(s) = peak * (r + (1 - r) * (1 + cos(pi * (s - W) / max(1, S - 1 - W))) / 2).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
 from runner.data import resolve_spec
 from scaling.architecture import Architecture
 from scaling.errors import MoescaleError
+from scaling.planner import load_yaml, run_id
+
+#: Version of what the model computes for one config. Bump it whenever a change to
+#: ``runner.model`` or ``runner.moe`` changes a run's numbers: it enters every run_id
+#: (``TrainConfig.run_id``), so runs of an older model are not reused. It lives here, not in
+#: ``runner.model``, so that the planner can name runs without importing torch.
+#: 2: top-1 gates are the softmax probability (Switch), no longer the constant 1.
+MODEL_VERSION = 2
+
+#: Seeds numpy accepts (``np.random.seed``): 0 .. 2**32 - 1.
+MAX_SEED = 2**32 - 1
+#: Largest token count of a run: 2**53, the largest integer a float (JSON readers, DuckDB
+#: DOUBLE) holds exactly; far beyond any trainable run (9.0e15 tokens).
+MAX_TOKENS = 2**53
+#: Bytes per parameter that training holds at least: fp32 weights, gradients and AdamW's two
+#: moments (4 + 4 + 4 + 4), before any activation.
+TRAIN_BYTES_PER_PARAM = 16
 
 #: Keys that do not change what a run computes (where and how it runs, what it prints),
 #: so they stay out of ``run_id``.
@@ -86,6 +104,9 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool = False
     sweep: str | None = None
+    #: Where the config came from (a RUN.yaml path, ``run ID`` of a sweep), for error messages;
+    #: not a field: it is not saved and does not enter run_id.
+    source: ClassVar[str | None] = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -115,23 +136,20 @@ class TrainConfig:
         elif not isinstance(arch, Architecture):
             raise MoescaleError(f"{source}: key 'architecture' must be a mapping, got {type(arch).__name__}")
         try:
-            return cls(**data)
+            config = cls(**data)
         except MoescaleError as exc:
             raise MoescaleError(f"{source}: {exc}") from None
+        config.source = source
+        return config
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TrainConfig:
-        """Read a RUN.yaml (a mapping of the fields; ``architecture`` a mapping too)."""
+        """Read a RUN.yaml (a mapping of the fields; ``architecture`` a mapping too): UTF-8 text,
+        no key given twice (``scaling.planner.load_yaml``)."""
         path = Path(path)
         if not path.is_file():
             raise MoescaleError(f"{path}: no such file")
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-            raise MoescaleError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(load_yaml(path), source=str(path))
 
     @classmethod
     def from_planned(cls, run, overrides: dict | None = None) -> TrainConfig:
@@ -164,15 +182,12 @@ class TrainConfig:
         """d{d_model}-l{n_layers}-e{n_experts}-k{top_k}-f{d_ff}-{10 hex of sha1}: the hash covers
         every key that changes what the run computes (architecture, tokens, seed, data with its
         defaults resolved, model knobs, optimizer, schedule, batch, evaluation settings, dtype)
-        and the model's version (``runner.model.MODEL_VERSION``), not NON_RESULT_KEYS."""
-        from runner.model import MODEL_VERSION
-
+        and the model's version (``MODEL_VERSION``), not NON_RESULT_KEYS; hashed by
+        ``scaling.planner.run_id``, the one id function, so a planned run's id is this one."""
         payload = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
         payload["data"] = resolve_spec(payload["data"])
         payload["model_version"] = MODEL_VERSION
-        digest = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:10]
-        a = self.architecture
-        return f"d{a.d_model}-l{a.n_layers}-e{a.n_experts}-k{a.top_k}-f{a.d_ff}-{digest}"
+        return run_id(self.architecture, payload)
 
     @property
     def seq_len(self) -> int:
@@ -219,8 +234,9 @@ class TrainConfig:
 
         need(isinstance(self.architecture, Architecture), "architecture", "must be an Architecture")
         T = self.architecture.seq_len
-        need(is_int(self.tokens) and self.tokens > 0, "tokens", "must be a positive integer")
-        need(is_int(self.seed) and self.seed >= 0, "seed", "must be a non-negative integer")
+        need(is_int(self.tokens) and 0 < self.tokens <= MAX_TOKENS, "tokens",
+             f"must be a positive integer of at most 2**53 ({MAX_TOKENS:.2e})")  # fmt: skip
+        need(is_int(self.seed) and 0 <= self.seed <= MAX_SEED, "seed", f"must be an integer in [0, 2**32 - 1 = {MAX_SEED}]")
         need(isinstance(self.data, dict) and isinstance(self.data.get("kind"), str), "data",
              "must be a mapping with a 'kind' (synthetic, bin, text)")  # fmt: skip
         for key in ("aux_loss_coef", "z_loss_coef", "weight_decay", "eps"):
@@ -248,4 +264,92 @@ class TrainConfig:
         need(self.sweep is None or isinstance(self.sweep, str), "sweep", "must be a string or null")
 
 
-__all__ = ["DTYPES", "NON_RESULT_KEYS", "TrainConfig"]
+# ----------------------------------------------------------------------------- before training
+
+
+def machine_memory(device: str = "cpu") -> tuple[int, str]:
+    """(bytes, what) of the memory a run on ``device`` can use at most: the GPU's total memory for
+    ``cuda[:N]``, else the machine's physical memory (psutil when installed, else ``os.sysconf``)."""
+    if device.startswith("cuda"):
+        import torch
+
+        index = int(device.partition(":")[2] or 0)
+        return int(torch.cuda.get_device_properties(index).total_memory), f"GPU memory ({device})"
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total), "memory"
+    except ImportError:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")), "memory"
+
+
+def check_trainable(config: TrainConfig, *, corpora=None, world: int = 1):
+    """Every check of a run that needs no training; returns the run's corpus (a ``runner.data.TokenCorpus``).
+
+    ``runner.train.train`` calls it before it creates the run directory, and a sweep may call it
+    for every run before the first starts, so that bad input is one MoescaleError, naming the
+    config's source (``TrainConfig.source``: the RUN.yaml, or ``run ID`` of a sweep) and the key,
+    with nothing started and nothing written. It checks, in order:
+    the device (``cuda`` needs CUDA, and the GPU index must exist); ``$MOESCALE_KERNELS``
+    (``runner.kernels.resolve_backend``); the model's memory: N_total * 16 bytes (fp32 weights,
+    gradients and AdamW's two moments) must fit in the device's memory (``machine_memory``);
+    an even head_dim (RoPE rotates pairs); the batch split over ``world`` ranks and micro-batches;
+    then the data (loaded through ``corpora``, a ``runner.data.CorpusCache``, when given): its
+    files, a vocabulary no larger than the model's, and train and validation streams of at least
+    seq_len + 1 tokens. It starts no training and writes nothing; torch is imported on call only.
+    """
+    import torch
+
+    from runner.data import load_corpus
+    from runner.kernels import resolve_backend
+
+    where = f"{config.source}: " if config.source else ""
+    arch = config.architecture
+    device = config.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MoescaleError(f"{where}key 'device': {config.device!r} but CUDA is not available on this machine "
+                                f"(use device: cpu or auto)")  # fmt: skip
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            raise MoescaleError(f"{where}key 'device': {config.device!r}: this machine has "
+                                f"{torch.cuda.device_count()} CUDA device(s)")  # fmt: skip
+    resolve_backend(None, torch.device(device.partition(":")[0]))  # names $MOESCALE_KERNELS when it is bad
+    have, what = machine_memory(device)
+    need = arch.n_total * TRAIN_BYTES_PER_PARAM
+    if need > have:
+        raise MoescaleError(
+            f"{where}key 'architecture': the model has N_total = {arch.n_total:.3g} parameters, so training needs at "
+            f"least {need / 2**30:,.1f} GiB (16 bytes a parameter: fp32 weights, gradients, AdamW's two moments), "
+            f"more than this machine's {have / 2**30:,.1f} GiB of {what}"
+        )
+    if arch.head_dim % 2:
+        raise MoescaleError(f"{where}key 'architecture': head_dim ({arch.head_dim}) must be even for RoPE "
+                            f"(head_dim = d_model / n_heads)")  # fmt: skip
+    T = arch.seq_len
+    rows = config.batch_tokens // T
+    if rows % world:
+        raise MoescaleError(f"{where}key 'batch_tokens': its {rows} rows of seq_len {T} do not split over {world} ranks")
+    micro = rows // world if config.micro_batch_tokens is None else min(rows // world, config.micro_batch_tokens // T)
+    if (rows // world) % micro:
+        raise MoescaleError(f"{where}key 'micro_batch_tokens': {micro} rows do not divide the {rows // world} rows "
+                            f"of a rank")  # fmt: skip
+    try:
+        corpus = (corpora.load if corpora is not None else load_corpus)(config.data, config.seed)
+    except MoescaleError as exc:
+        raise MoescaleError(f"{where}{exc}") from None
+    data = f"{corpus.source}: " if corpus.source else ""
+    if corpus.vocab_size > arch.vocab_size:
+        raise MoescaleError(f"{where}{data}key 'architecture.vocab_size': {arch.vocab_size} is smaller than the data's "
+                            f"vocabulary ({corpus.vocab_size})")  # fmt: skip
+    for part, stream in (("training", corpus.train), ("validation", corpus.val)):
+        if len(stream) < T + 1:
+            raise MoescaleError(f"{where}{data}key 'data': the {part} stream has {len(stream)} tokens, fewer than "
+                                f"seq_len + 1 = {T + 1}")  # fmt: skip
+    return corpus
+
+
+__all__ = ["DTYPES", "MAX_SEED", "MAX_TOKENS", "MODEL_VERSION", "NON_RESULT_KEYS", "TRAIN_BYTES_PER_PARAM", "TrainConfig",
+           "check_trainable", "machine_memory"]

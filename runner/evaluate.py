@@ -196,7 +196,7 @@ def knowledge_bits(nll_nats: np.ndarray, attribute: np.ndarray, attribute_bits, 
     return total
 
 
-def _subset(n: int, max_examples: int | None) -> np.ndarray:
+def example_subset(n: int, max_examples: int | None) -> np.ndarray:
     """Evenly spaced indices: all when max_examples is None or >= n."""
     if max_examples is None or max_examples >= n:
         return np.arange(n)
@@ -223,7 +223,7 @@ def evaluate(model, corpus: TokenCorpus, *, n_total: int, device="cpu", batch_si
         with torch.no_grad():
             val_loss = validation_loss(model, corpus.val, corpus.val_mask, device=device, batch_size=batch_size)
             for task in corpus.tasks:
-                idx = _subset(len(task), max_examples)
+                idx = example_subset(len(task), max_examples)
                 prompts = [task.prompts[i] for i in idx]
                 answers = [task.answers[i] for i in idx]
                 nll, exact = score_answers(model, prompts, answers, device=device, batch_size=batch_size)

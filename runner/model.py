@@ -16,15 +16,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# MODEL_VERSION, the version of what this file and runner.moe compute, lives in runner.config (so
+# that run ids need no torch): bump it there whenever a change here changes a run's numbers.
+from runner.config import MODEL_VERSION  # noqa: F401
 from runner.moe import MoE
 from scaling.architecture import Architecture
 from scaling.errors import MoescaleError
-
-#: Version of what the model computes for one config. Bump it whenever a change to
-#: ``runner.model`` or ``runner.moe`` changes a run's numbers: it enters every run_id
-#: (``runner.config.TrainConfig.run_id``), so runs of an older model are not reused.
-#: 2: top-1 gates are the softmax probability (Switch), no longer the constant 1.
-MODEL_VERSION = 2
 
 
 @dataclass

@@ -37,8 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runner.checkpoint import CHECKPOINT_FILE, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from runner.config import DTYPES, NON_RESULT_KEYS, TrainConfig
+from runner.checkpoint import CHECKPOINT_FILE, load_checkpoint, restore_checkpoint, rng_state, save_checkpoint
+from runner.config import DTYPES, NON_RESULT_KEYS, TrainConfig, check_trainable
 from runner.data.stream import Stream, data_stats, unigram_entropy
 from runner.model import peak_flops
 from scaling.errors import MoescaleError, first_line
@@ -72,15 +72,32 @@ def _distributed() -> _Dist:
 
 
 def _device(config: TrainConfig, d: _Dist) -> torch.device:
+    """The run's device (``check_trainable`` has checked that it exists)."""
     name = config.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise MoescaleError(f"key 'device': {config.device!r} but CUDA is not available")
-        if d.world > 1:
-            name = f"cuda:{d.local_rank}"
+    if name.startswith("cuda") and d.world > 1:
+        name = f"cuda:{d.local_rank}"
     return torch.device(name)
+
+
+def default_threads() -> tuple[int, str]:
+    """(threads, why) for a run given no ``--threads``: $OMP_NUM_THREADS when set to a positive
+    integer, else half of the CPU cores this process may use (``os.sched_getaffinity``), at least
+    1 and at most 4.
+
+    Why not torch's default (every core): on a shared machine a run that takes every core
+    competes with the other processes for each one, and one such run took 12x longer than with
+    a share (7:44 against 37 s). Why half, at most 4: half leaves room for the other users of a
+    shared machine, and the small models this trainer runs on a CPU gain little beyond 4 threads.
+    Why not the idle cores (``os.getloadavg``): the count must not change between a run's start
+    and its resume, or the resumed run would not repeat the uninterrupted one bit for bit.
+    """
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env), "$OMP_NUM_THREADS"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(4, cores // 2)), f"half of {cores} cores, at most 4; --threads N to change"
 
 
 def _autocast(config: TrainConfig, device: torch.device):
@@ -125,24 +142,6 @@ def _progress(enabled: bool, total: int):
     return progress
 
 
-def _prepare(config: TrainConfig, corpora=None):
-    """Load the corpus (through ``corpora``, a ``runner.data.CorpusCache``, when given) and check
-    the model can be built on it, before anything is written."""
-    from runner.data import load_corpus
-
-    corpus = (corpora.load if corpora is not None else load_corpus)(config.data, config.seed)
-    arch = config.architecture
-    if corpus.vocab_size > arch.vocab_size:
-        where = f"{corpus.source}: " if corpus.source else ""
-        raise MoescaleError(
-            f"{where}key 'architecture.vocab_size': {arch.vocab_size} is smaller than the data's vocabulary ({corpus.vocab_size})"
-        )
-    if arch.head_dim % 2:
-        raise MoescaleError(f"key 'architecture': head_dim ({arch.head_dim}) must be even for RoPE")
-    Stream(corpus.train, corpus.train_mask, arch.seq_len, "train")
-    return corpus
-
-
 def _evaluate(model, corpus, config: TrainConfig, device: torch.device):
     from runner.evaluate import evaluate
 
@@ -157,50 +156,51 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, quiet: b
     """Train ``config`` into ``Path(out) / config.run_id``; return "finished", "diverged" or "failed".
 
     A finished (or diverged) run directory is left untouched. An interrupted one continues
-    from its last checkpoint when ``resume`` (else it starts over). Bad input (data, model)
-    raises MoescaleError before any file is written. A NaN/inf training loss ends the run
+    from its last checkpoint when ``resume`` (else it starts over, also when its run.json or
+    checkpoint is unreadable). Bad input (every check of ``runner.config.check_trainable``,
+    ``threads`` < 1, an unreadable run.json or checkpoint when resuming) raises MoescaleError
+    before any file is written. ``threads``: torch CPU threads (None: ``default_threads``);
+    unless ``quiet``, the first line printed says the device and the threads chosen. A NaN/inf training loss ends the run
     ``diverged`` with its curve kept; any other exception during training ends it ``failed``
     with the error's first line in run.json's ``error``. ``corpora`` (a ``runner.data.CorpusCache``)
     lets a process that trains run after run build a synthetic corpus once.
     """
     from runner.model import seeded_model
-    from scaling.rundir import RunWriter, check_run_id
-    from scaling.rundir import run_status
+    from scaling.rundir import RUN_FILE, RunWriter, check_run_id, discard_run_files, run_status
 
-    if threads is not None:
-        torch.set_num_threads(int(threads))
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise MoescaleError(f"--threads {threads}: must be a positive integer")
+    n_threads, why = (threads, "--threads") if threads is not None else default_threads()
     d = _distributed()
     run_id = check_run_id(config.run_id)
     run_dir = Path(out) / run_id
     status = run_status(run_dir)
     if status in ("finished", "diverged"):
         return status
+    unreadable = status is None and (run_dir / RUN_FILE).exists()
+    if unreadable and resume:
+        raise MoescaleError(f"{run_dir / RUN_FILE}: the interrupted run's run.json is unreadable; rerun with --restart "
+                            f"to start the run over")  # fmt: skip
+    corpus = check_trainable(config, corpora=corpora, world=d.world)
+    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE) if (resume and status is not None) else None
+    torch.set_num_threads(n_threads)
     device = _device(config, d)
-    corpus = _prepare(config, corpora)
+    if d.main and not quiet:
+        print(f"train {run_id}: {device}, {n_threads} CPU thread{'s' * (n_threads > 1)} ({why})", flush=True)
     model = seeded_model(config.model_config(), config.seed).to(device)
     arch = config.architecture
     T = arch.seq_len
-    rows_per_step = config.batch_tokens // T
-    if rows_per_step % d.world:
-        raise MoescaleError(f"key 'batch_tokens': {rows_per_step} rows per step do not split over {d.world} ranks")
-    rank_rows = rows_per_step // d.world
+    rank_rows = config.batch_tokens // T // d.world
     micro_rows = rank_rows if config.micro_batch_tokens is None else min(rank_rows, config.micro_batch_tokens // T)
-    if rank_rows % micro_rows:
-        raise MoescaleError(f"key 'micro_batch_tokens': {micro_rows} rows do not divide the {rank_rows} rows of a rank")
     n_micro = rank_rows // micro_rows
+    rows_per_step = rank_rows * d.world
     optimizer = _optimizer(model, config, device)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: config.lr_at(s) / config.lr)
     stream = Stream(corpus.train, corpus.train_mask, T)
 
-    checkpoint = load_checkpoint(run_dir / CHECKPOINT_FILE) if (resume and status is not None) else None
     step = 0
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        set_rng_state(checkpoint["rng"])
-        stream.pos = int(checkpoint["data_position"])
-        step = int(checkpoint["step"])
+        step = restore_checkpoint(run_dir / CHECKPOINT_FILE, checkpoint, model, optimizer, scheduler, stream)
     else:
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
@@ -208,6 +208,9 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, quiet: b
 
     writer = None
     if d.main:
+        if unreadable:  # --restart of a run whose run.json was corrupted: start it over
+            discard_run_files(run_dir)
+            (run_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         if status is None:
             writer = RunWriter(
                 run_dir, run_id, config.to_dict(), sweep=config.sweep, architecture=arch,
@@ -383,8 +386,8 @@ def summary(run_dir: str | Path) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["DTYPES", "NON_RESULT_KEYS", "Stream", "TrainConfig", "data_stats", "is_main_process", "load_checkpoint",
-           "summary", "train", "train_file", "unigram_entropy"]
+__all__ = ["DTYPES", "NON_RESULT_KEYS", "Stream", "TrainConfig", "check_trainable", "data_stats", "default_threads",
+           "is_main_process", "load_checkpoint", "summary", "train", "train_file", "unigram_entropy"]
 
 
 if __name__ == "__main__":  # python -m runner.train / torchrun -m runner.train: an alias of `moescale train`

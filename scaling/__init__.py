@@ -34,7 +34,7 @@ _EXPORTS = {
     "load_final": "scaling.final",
     "FinalRuns": "scaling.final",
 }
-_MODULES = ("datasets", "compare", "allocation", "linear", "planner", "claims", "accuracy", "optimum", "simulate", "analysis")
+_MODULES = ("datasets", "compare", "allocation", "linear", "planner", "claims", "accuracy", "optimum", "simulate", "analysis", "power")
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

@@ -19,6 +19,14 @@ The questions, each a number with a CI:
   when b_tpp2 < 0 (its Wald CI below 0) and TPP* lies inside the sampled TPP range, with a
   bootstrap percentile CI; "no interior peak" otherwise.
 
+Each question's verdict is one of ``scaling.verdicts``' five words (``word: reason``), on the claim
+of Nakamura et al. as the question states it: "at equal loss, more active compute raises accuracy"
+(``sign_verdict``, b_flops > 0) and "accuracy peaks near TPP 20" (``peak_verdict``: ``not testable``
+when the sampled TPP range does not reach [10, 40]). Both are ``undetermined`` when the kind's GLM
+is flagged (``flags``): the fit did not converge, or the data are (quasi-)separated (statsmodels'
+PerfectSeparationWarning: a coefficient runs off to infinity), or the question's interval is not
+finite; the TPP peak also when its bootstrap interval spans the whole sampled TPP range.
+
 The two-step path (Gadre et al. 2024, arXiv 2403.08540; Bhagia et al. 2024, arXiv 2412.04403):
 a task-loss law (the ``moe`` law fitted to the task's ``task_loss``) and a sigmoid from task loss
 to accuracy (the ``sigmoid`` law), to predict accuracy at budgets not trained.
@@ -27,17 +35,20 @@ to accuracy (the ``sigmoid`` law), to predict accuracy at budgets not trained.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 
 from scaling.budgets import budget_groups
 from scaling.errors import MoescaleError
 from scaling.final import load_final
 from scaling.fitjson import jsonable
 from scaling.laws import MOE_X
+from scaling.verdicts import Verdict, peak_verdict, sign_verdict
 
 if TYPE_CHECKING:
     from statsmodels.genmod.generalized_linear_model import GLMResultsWrapper
@@ -52,6 +63,8 @@ __all__ = ["AccuracyResult", "KindModel", "TwoStep", "accuracy_models", "accurac
 TERMS = ("loss", "log_active_flops", "log_tpp", "log_tpp_sq")
 #: Runs with accuracy a kind needs: intercepts + 4 slopes + 3.
 MIN_RUNS = 8
+#: Nakamura et al. 2025's reasoning accuracy peaks near this many tokens per parameter.
+TPP_CLAIM = 20.0
 
 
 def accuracy_table(final: pd.DataFrame, evals: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
@@ -136,6 +149,7 @@ class KindModel:
     n_runs: int
     result: GLMResultsWrapper | None = field(repr=False, default=None)
     bootstrap_params: np.ndarray | None = None
+    flags: str = ""
 
     def eta(self, loss, active_flops, tpp, params: np.ndarray | None = None) -> np.ndarray:
         """Linear predictor averaged over nothing: shape (B, n_tasks, n) for params (B, p) or (n_tasks, n)."""
@@ -152,13 +166,13 @@ class KindModel:
     def predict(self, loss, active_flops, tpp, params: np.ndarray | None = None) -> np.ndarray:
         """Mean predicted accuracy over the kind's tasks: (n,) or (B, n) for a batch of params."""
         e = self.eta(loss, active_flops, tpp, params)
-        return (1.0 / (1.0 + np.exp(-e))).mean(axis=-2)
+        return expit(e).mean(axis=-2)  # the logistic function without exp overflow at large |eta|
 
     def to_json(self) -> dict:
-        """kind, tasks, names, params (in ``names`` order), c_ref, with_flops, tpp_range, n_runs."""
+        """kind, tasks, names, params (in ``names`` order), c_ref, with_flops, tpp_range, n_runs, flags."""
         return jsonable({"kind": self.kind, "tasks": self.tasks, "names": self.names, "params": self.params,
                          "c_ref": self.c_ref, "with_flops": self.with_flops, "tpp_range": self.tpp_range,
-                         "n_runs": self.n_runs})
+                         "n_runs": self.n_runs, "flags": self.flags})
 
 
 @dataclass
@@ -190,8 +204,10 @@ class AccuracyResult:
     ``coefficients``: kind, term (task:<name> intercepts, loss, log_active_flops, log_tpp, log_tpp_sq),
     estimate, std_err, ci_low, ci_high (Wald), boot_low, boot_high (bootstrap percentile), p_value.
     ``questions``: kind, question ("active_flops" | "tpp_peak"), estimate, ci_low, ci_high, verdict
-    (for tpp_peak: the vertex TPP*, NaN with "no interior peak").
-    ``peaks``: kind, tpp_peak, ci_low, ci_high, interior, share_interior (of resamples), tpp_min, tpp_max, verdict.
+    (``word: reason``; for tpp_peak: the vertex TPP*, NaN with "no interior peak"), flags (why the
+    answer is not identified, "" when it is).
+    ``peaks``: kind, tpp_peak, ci_low, ci_high, interior, share_interior (of resamples), tpp_min, tpp_max, verdict,
+    flags.
     ``two_step``: task, kind, n_points, loss_law_rmse_log, sigmoid_rmse, holdout_abs_error (largest budget
     held out), holdout_budget. ``data``: the long table fitted (``accuracy_table``).
     ``models``: kind -> KindModel; ``paths``: task -> TwoStep.
@@ -226,6 +242,7 @@ class AccuracyResult:
     def summary(self) -> str:
         lines = [f"Accuracy models (binomial GLM per task kind; {self.bootstrap} bootstrap resamples, seed {self.seed})"]
         lines += [f"- {v}" for v in self.verdicts]
+        lines += [f"flag {k}: {m.flags}" for k, m in self.models.items() if m.flags]
         lines.append(self.coefficients.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         if len(self.two_step):
             lines.append(self.two_step.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -260,6 +277,7 @@ def _percentile_inf(values, q):
 
 def _fit_kind(kind, data, weights_runs, alpha, bootstrap):
     import statsmodels.api as sm
+    from statsmodels.tools.sm_exceptions import PerfectSeparationWarning
 
     tasks = sorted(data["task"].unique())
     c_ref = float(np.exp(np.mean(np.log(data["active_flops"]))))
@@ -269,8 +287,17 @@ def _fit_kind(kind, data, weights_runs, alpha, bootstrap):
     names = [f"task:{t}" for t in tasks] + [t for t in TERMS if with_flops or t != "log_active_flops"]
     y = data["successes"].to_numpy(dtype=float)
     m = data["n_examples"].to_numpy(dtype=float)
-    res = sm.GLM(np.column_stack([y, m - y]), X, family=sm.families.Binomial()).fit()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = sm.GLM(np.column_stack([y, m - y]), X, family=sm.families.Binomial()).fit()
     params = np.asarray(res.params, dtype=float)
+    flags = []
+    if any(issubclass(w.category, PerfectSeparationWarning) for w in caught):
+        flags.append(f"the {kind} GLM is separated (perfect prediction: a coefficient runs off to infinity)")
+    if not getattr(res, "converged", True):
+        flags.append(f"the {kind} GLM did not converge")
+    if not np.isfinite(np.asarray(res.bse, dtype=float)).all():
+        flags.append(f"the {kind} GLM's standard errors are not finite")
     ci = np.asarray(res.conf_int(alpha))
     boot = None
     if bootstrap and weights_runs is not None:
@@ -279,31 +306,33 @@ def _fit_kind(kind, data, weights_runs, alpha, bootstrap):
     lt = np.log(data["tpp"].to_numpy(dtype=float))
     model = KindModel(kind=kind, tasks=tasks, names=names, params=params, c_ref=c_ref, with_flops=with_flops,
                       tpp_range=(float(np.exp(lt.min())), float(np.exp(lt.max()))), n_runs=int(data["run_id"].nunique()),
-                      result=res, bootstrap_params=boot)
+                      result=res, bootstrap_params=boot, flags="; ".join(flags))
+    have_boot = boot is not None and bool(np.isfinite(boot).all(axis=1).any())  # all refits failed: no interval
     coef = pd.DataFrame({"kind": kind, "term": names, "estimate": params, "std_err": np.asarray(res.bse),
                          "ci_low": ci[:, 0], "ci_high": ci[:, 1],
-                         "boot_low": np.nanpercentile(boot, 100 * alpha / 2, axis=0) if boot is not None and len(boot) else np.nan,
-                         "boot_high": np.nanpercentile(boot, 100 * (1 - alpha / 2), axis=0) if boot is not None and len(boot) else np.nan,
+                         "boot_low": np.nanpercentile(boot, 100 * alpha / 2, axis=0) if have_boot else np.nan,
+                         "boot_high": np.nanpercentile(boot, 100 * (1 - alpha / 2), axis=0) if have_boot else np.nan,
                          "p_value": np.asarray(res.pvalues)})
     return model, coef
 
 
 def _questions(model: KindModel, coef: pd.DataFrame, alpha: float):
+    """The kind's two questions with their verdicts (see the module docstring) and its peaks row."""
     rows = []
     c = coef.set_index("term")
     if model.with_flops:
         b, lo, hi = (float(c.loc["log_active_flops", k]) for k in ("estimate", "ci_low", "ci_high"))
-        if lo > 0:
-            v = f"at equal loss, more active compute raises {model.kind} accuracy: b_flops = {b:.3g} [{lo:.3g}, {hi:.3g}]"
-        elif hi < 0:
-            v = f"at equal loss, more active compute lowers {model.kind} accuracy: b_flops = {b:.3g} [{lo:.3g}, {hi:.3g}]"
-        else:
-            v = (f"no evidence that active compute changes {model.kind} accuracy at equal loss: "
-                 f"b_flops = {b:.3g} [{lo:.3g}, {hi:.3g}]")
+        flag = model.flags or ("" if np.isfinite(lo) and np.isfinite(hi) else "b_flops has no finite interval")
+        v = sign_verdict("b_flops", b, lo, hi, claim=">0", unidentified=flag)
+        if v.word in ("supported", "contradicted"):
+            how = "raises" if lo > 0 else "lowers"
+            v = Verdict(v.word, f"{v.reason}: at equal loss, more active compute {how} {model.kind} accuracy")
     else:
         b = lo = hi = float("nan")
-        v = "not testable: one compute budget, so active FLOPs do not vary"
-    rows.append({"kind": model.kind, "question": "active_flops", "estimate": b, "ci_low": lo, "ci_high": hi, "verdict": v})
+        flag = ""
+        v = Verdict("not testable", "one compute budget, so active FLOPs do not vary")
+    rows.append({"kind": model.kind, "question": "active_flops", "estimate": b, "ci_low": lo, "ci_high": hi,
+                 "verdict": str(v), "flags": flag})
     # TPP peak
     b1, b2 = float(c.loc["log_tpp", "estimate"]), float(c.loc["log_tpp_sq", "estimate"])
     b2_hi = float(c.loc["log_tpp_sq", "ci_high"])
@@ -319,20 +348,26 @@ def _questions(model: KindModel, coef: pd.DataFrame, alpha: float):
         bb2 = model.bootstrap_params[good, names.index("log_tpp_sq")]
         vb = _vertex(bb1, bb2)
         inside = (bb2 < 0) & (vb >= math.log(lo_t)) & (vb <= math.log(hi_t))
-        share = float(inside.mean())
+        share = float(inside.mean()) if inside.size else float("nan")
         clo = float(np.exp(_percentile_inf(vb, 100 * alpha / 2)))
         chi = float(np.exp(_percentile_inf(vb, 100 * (1 - alpha / 2))))
-    if interior:
-        v = (f"{model.kind} accuracy peaks at TPP = {vertex:.3g} [{clo:.3g}, {chi:.3g}] "
-             f"(sampled TPP {lo_t:.3g}..{hi_t:.3g})")
-    else:
+    span = f"{lo_t:.3g}..{hi_t:.3g}"
+    if not interior:
         why = ("rises with TPP" if b1 + 2 * b2 * math.log(hi_t) > 0 else "falls with TPP")
-        v = f"no interior peak: {model.kind} accuracy {why} over the sampled TPP range {lo_t:.3g}..{hi_t:.3g}"
+        flag = f"no interior peak: {model.kind} accuracy {why} over the sampled TPP range {span}"
+    elif not (np.isfinite(clo) and np.isfinite(chi)):
+        flag = f"the TPP peak {vertex:.3g} has no finite bootstrap interval"
+    elif clo <= lo_t and chi >= hi_t:
+        flag = f"the TPP peak's interval [{clo:.3g}, {chi:.3g}] spans the sampled TPP range {span}"
+    else:
+        flag = ""
+    flag = "; ".join(x for x in (model.flags, flag) if x)
+    v = peak_verdict("TPP", vertex, clo, chi, claimed=TPP_CLAIM, sampled=(lo_t, hi_t), unidentified=flag)
     peak = {"kind": model.kind, "tpp_peak": vertex if interior else float("nan"), "ci_low": clo if interior else float("nan"),
             "ci_high": chi if interior else float("nan"), "interior": interior, "share_interior": share,
-            "tpp_min": lo_t, "tpp_max": hi_t, "verdict": v}
+            "tpp_min": lo_t, "tpp_max": hi_t, "verdict": str(v), "flags": flag}
     rows.append({"kind": model.kind, "question": "tpp_peak", "estimate": peak["tpp_peak"], "ci_low": peak["ci_low"],
-                 "ci_high": peak["ci_high"], "verdict": v})
+                 "ci_high": peak["ci_high"], "verdict": str(v), "flags": flag})
     return rows, peak
 
 
@@ -395,9 +430,13 @@ def accuracy_models(final: FinalRuns | pd.DataFrame, evals: pd.DataFrame | None 
     "other" included only when asked). ``bootstrap`` resamples of runs (or the run weights
     ``weights`` (B, n_final_runs) in ``final``'s run_id order, as ``FinalRuns.resample`` makes) give
     the TPP-peak CI and bootstrap coefficient intervals. ``loss_start``: moe parameters to start the
-    two-step task-loss fits from (e.g. the val_loss fit's). Raises MoescaleError when no kind has
+    two-step task-loss fits from (e.g. the val_loss fit's). ``alpha`` in (0, 0.5]: the intervals are
+    1 − alpha. Raises MoescaleError when no kind has
     eval data or a kind has fewer than ``MIN_RUNS`` runs.
     """
+    from scaling.claims import check_alpha
+
+    alpha = check_alpha(alpha)
     if int(bootstrap) < 0:
         raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
     runs = load_final(final, evals=evals)

@@ -80,6 +80,18 @@ class Architecture:
         """The fields as a plain dict (YAML/JSON ready)."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_hf_config(cls, config, seq_len: int = 2048):
+        """The accounting of a Hugging Face transformers config (a config.json path or its dict):
+        a ``scaling.hf_config.HFArchitecture``, which also counts what this class cannot represent
+        (shared experts, dense first layers, MLA attention, biases, query/key norms). Mixtral,
+        Qwen2-MoE, Qwen3-MoE, OLMoE, DeepSeek-V2/V3, Llama, Mistral and our ``moescale_moe`` exports;
+        counts equal sum(p.numel()) of the transformers model, FLOPs follow ``forward_flops_per_token``.
+        """
+        from scaling.hf_config import HFArchitecture
+
+        return HFArchitecture.from_config(config, seq_len=seq_len)
+
     # ---- shapes -------------------------------------------------------------------------
 
     @property

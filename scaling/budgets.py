@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["budget_groups"]
+__all__ = ["budget_groups", "store_budgets"]
 
 
 def budget_groups(flops, rtol: float = 0.05) -> np.ndarray:
@@ -27,3 +27,11 @@ def budget_groups(flops, rtol: float = 0.05) -> np.ndarray:
             labels[idx] = float(np.exp(np.mean(np.log(v[idx]))))
             start = i
     return labels
+
+
+def store_budgets(runs) -> list[float]:
+    """The sweep's own budgets: the distinct ``budget_groups`` labels of the runs' active FLOPs
+    (``runs``: a ``scaling.final.FinalRuns`` or a final-like DataFrame), rounded to 3 significant
+    digits, ascending."""
+    final = getattr(runs, "final", runs)
+    return sorted({float(f"{v:.3g}") for v in budget_groups(final["active_flops"])})

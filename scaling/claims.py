@@ -16,7 +16,19 @@ Per claim: the fitted parameter with its bootstrap percentile CI (resampling run
 Efron & Tibshirani 1993), the likelihood-ratio statistic and p-value (Wilks 1938;
 ``scaling.compare.likelihood_ratio_test``), ΔAIC/ΔBIC (restricted minus full: > 0 favours
 the full law), the leave-the-largest-budget-out extrapolation error of each variant
-(Hoffmann et al. 2022's test of whether a fit predicts the next scale), and a one-line verdict.
+(Hoffmann et al. 2022's test of whether a fit predicts the next scale), and a one-line verdict
+in ``scaling.verdicts``' five words (``word: reason``):
+
+- "sparsity matters beyond N_total (gamma != 0)" and "n_experts and top_k do not quite cancel
+  (lam != 0)": ``supported`` when the parameter's bootstrap interval excludes 0, ``contradicted``
+  when it lies inside ±``EFFECT`` (an equivalence test, Schuirmann 1987: evidence of no effect),
+  else ``inconclusive``; ``undetermined`` when the parameter is not identified or the full fit is
+  degenerate (``scaling.identify``); ``not testable`` (lam) with one top_k value;
+- "N_total and s fit loss better than N_active": ``aic_verdict`` (ΔAIC ≥ 2 prefers a model;
+  Burnham & Anderson 2002), ``undetermined`` when either fit is degenerate.
+
+Every free parameter of every variant gets its percentile interval from the same resamples of
+runs, and its identifiability (``ClaimsResult.identifiability``, ``ClaimsResult.flags``).
 """
 
 from __future__ import annotations
@@ -32,15 +44,24 @@ from scaling.budgets import budget_groups
 from scaling.errors import MoescaleError
 from scaling.final import load_final
 from scaling.fitjson import jsonable
+from scaling.identify import check_parameters, degenerate_reasons, fit_flags
 from scaling.laws import ACTIVE_X, MOE_X
+from scaling.verdicts import Verdict, aic_verdict, sign_verdict
 
 if TYPE_CHECKING:
     from scaling.fitting import FitResult
 
-__all__ = ["ClaimsResult", "test_claims", "MIN_RUNS", "VARIANTS"]
+__all__ = ["ClaimsResult", "test_claims", "check_alpha", "MIN_RUNS", "VARIANTS", "EFFECT", "CLAIMS"]
 
 #: Finished runs the claims need: the moe law's 7 free parameters plus 3.
 MIN_RUNS = 10
+#: Exponents "too small to matter" for the equivalence test of gamma and lam: |x| < 0.01 changes the
+#: reducible loss A N^-alpha s^gamma n_exp^lam by less than 5% over s (or n_exp) from 1 to 64 (64^0.01 = 1.04).
+EFFECT = {"gamma": 0.01, "lam": 0.01}
+#: parameter -> the claim of Liew et al. 2026 it tests (the ``claim`` column of ``ClaimsResult.table``).
+CLAIMS = {"gamma": "sparsity matters beyond N_total (gamma != 0)",
+          "lam": "n_experts and top_k do not quite cancel inside s (lam != 0)",
+          "alpha_active": "N_total and s fit loss better than N_active"}
 
 # variant name -> (law, x mapping, fixed parameters, description)
 VARIANTS = {
@@ -59,7 +80,11 @@ class ClaimsResult:
     lr_stat, df, p_value, delta_aic, delta_bic, extrapolation_error (RMSE of ln L on the held-out
     largest budget, restricted variant), extrapolation_error_full (the full ``moe`` law's),
     verdict. ``variants``: one row per fitted variant (variant, law, fixed, description,
-    n_free, n_points, logL, AIC, BIC, extrapolation_error). ``fits``: variant -> FitResult.
+    n_free, n_points, logL, AIC, BIC, extrapolation_error, flags). ``fits``: variant -> FitResult.
+    ``identifiability``: one row per free parameter of each variant (variant, parameter, estimate,
+    ci_low, ci_high, status, reason; ``scaling.identify.check_parameters`` on the bootstrap
+    percentile intervals); ``flags``: variant -> ``scaling.identify.fit_flags`` line ("" when
+    every free parameter is identified and the fit is not degenerate).
     ``bootstrap_params``: the full law's parameters on each bootstrap resample (rows) and
     ``bootstrap_weights`` the run counts of each resample (B, n_runs), reused by the optimum.
     ``n_runs``: finished runs used; ``excluded``: status or reason -> count of runs left out.
@@ -77,6 +102,8 @@ class ClaimsResult:
     bootstrap_weights: np.ndarray | None = None
     alpha: float = 0.05
     notes: list[str] = field(default_factory=list)
+    identifiability: pd.DataFrame = field(default_factory=pd.DataFrame)
+    flags: dict[str, str] = field(default_factory=dict)
 
     @property
     def verdicts(self) -> list[str]:
@@ -89,7 +116,12 @@ class ClaimsResult:
         lines = [f"Claims of Liew et al. 2026 on {self.n_runs} finished runs (excluded: {excl}); "
                  f"{self.bootstrap} bootstrap resamples of runs, seed {self.seed}"]
         lines += [f"- {c}: {v}" for c, v in zip(self.table["claim"], self.table["verdict"])]
-        lines.append(self.variants.drop(columns=["description"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        lines.append(self.variants.drop(columns=["description", "flags"], errors="ignore")
+                     .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        flagged = {k: v for k, v in self.flags.items() if v}
+        lines += [f"flag {k}: {v}" for k, v in flagged.items()]
+        if self.flags and not flagged:
+            lines.append("flags: none (every free parameter identified, no fit degenerate)")
         lines += self.notes
         return "\n".join(lines)
 
@@ -98,9 +130,11 @@ class ClaimsResult:
 
     def to_json(self) -> dict:
         """The result as a JSON-ready dict: table and variants as records, each variant's fit
-        (``FitResult.to_json``), n_runs, excluded, bootstrap, seed, holdout_budget, alpha, notes.
-        The resample-level arrays (``bootstrap_params``, ``bootstrap_weights``) are left out."""
-        return jsonable({"table": self.table, "variants": self.variants,
+        (``FitResult.to_json``), identifiability as records, flags, n_runs, excluded, bootstrap, seed,
+        holdout_budget, alpha, notes. The resample-level arrays (``bootstrap_params``,
+        ``bootstrap_weights``) are left out."""
+        return jsonable({"table": self.table, "variants": self.variants, "identifiability": self.identifiability,
+                         "flags": self.flags,
                          "fits": {k: f.to_json() for k, f in self.fits.items()}, "n_runs": self.n_runs,
                          "excluded": self.excluded, "bootstrap": self.bootstrap, "seed": self.seed,
                          "holdout_budget": self.holdout_budget, "alpha": self.alpha, "notes": self.notes})
@@ -134,16 +168,54 @@ def _holdout_error(df, name, full_fit, labels) -> float:
     return float(np.sqrt(np.mean((np.log(pred) - np.log(test["val_loss"].to_numpy(dtype=float))) ** 2)))
 
 
-def _strength(p: float) -> str:
-    return "strongly" if p < 1e-3 else "clearly" if p < 1e-2 else "weakly"
-
-
 def _fmt(v: float) -> str:
     return "nan" if not np.isfinite(v) else f"{v:.3g}"
 
 
-def _ci(v, lo, hi):
-    return f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
+def check_alpha(alpha) -> float:
+    """``alpha`` as a test level in (0, 0.5] (0.05 gives 95% intervals); a one-line MoescaleError otherwise
+    (2.0 would invert the intervals, 0 make every test pass, nan or a negative level mean nothing)."""
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        a = float("nan")
+    if isinstance(alpha, bool) or not 0 < a <= 0.5:
+        raise MoescaleError(f"alpha = {alpha!r}: must be in (0, 0.5] (the test level; 0.05 gives 95% intervals)")
+    return a
+
+
+def _percentile_ci(vectors: np.ndarray, ok: np.ndarray, names: list[str], alpha: float) -> dict:
+    good = vectors[ok]
+    if not len(good):
+        return {}
+    lo, hi = np.percentile(good, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+    return {n: (float(a), float(b)) for n, a, b in zip(names, lo, hi)}
+
+
+def _identifiability(fits, cis, y_min) -> tuple[pd.DataFrame, dict[str, str]]:
+    rows, flags = [], {}
+    for name, f in fits.items():
+        ci = cis.get(name, {})
+        rows += [{"variant": name, "parameter": c.name, "estimate": c.estimate, "ci_low": c.ci_low,
+                  "ci_high": c.ci_high, "status": c.status, "reason": c.reason} for c in check_parameters(f, ci)]
+        flags[name] = fit_flags(f, ci, y_min)
+    cols = ["variant", "parameter", "estimate", "ci_low", "ci_high", "status", "reason"]
+    return pd.DataFrame(rows, columns=cols), flags
+
+
+def _nonzero_verdict(name, est, lo, hi, *, effect, unidentified="", untestable="") -> Verdict:
+    """"``name`` != 0": the "= 0" sign verdict with supported and contradicted swapped (an interval that
+    excludes 0 supports the claim; one inside ±effect contradicts it)."""
+    v = sign_verdict(name, est, lo, hi, claim="=0", effect=effect, unidentified=unidentified, untestable=untestable)
+    return Verdict({"supported": "contradicted", "contradicted": "supported"}.get(v.word, v.word), v.reason)
+
+
+def _why_undetermined(param, table, variant, degenerate) -> str:
+    rows = table[(table["variant"] == variant) & (table["parameter"] == param) & (table["status"] != "identified")]
+    parts = list(rows["reason"])
+    if degenerate:
+        parts.append(f"the {variant} fit is degenerate: " + "; ".join(degenerate))
+    return "; ".join(parts)
 
 
 def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0.05, extrapolation: bool = True,
@@ -154,14 +226,16 @@ def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0
     store path, or a DataFrame of the ``final`` view with columns run_id, n_total, n_active,
     sparsity, n_experts, top_k, tokens, val_loss, active_flops). Runs
     that are not finished, or lack a val_loss, are left out and counted in ``excluded``.
-    ``bootstrap`` resamples of runs give the percentile CIs of gamma and lam; ``alpha`` is
-    the test level of the verdicts. Budgets for the extrapolation error are groups of equal
+    ``bootstrap`` resamples of runs give the percentile CIs of every free parameter of every
+    variant (without them every verdict on a parameter is ``undetermined``); ``alpha`` in (0, 0.5]
+    is the test level (1 − alpha intervals). Budgets for the extrapolation error are groups of equal
     active FLOPs (``budget_groups``). Needs at least ``MIN_RUNS`` runs with 2 or more
     sparsities; the lam claim needs 2 or more top_k values (otherwise n_exp = s * top_k and
-    lam is not identified, and the verdict says so).
+    lam is not identified, and the verdict is ``not testable``).
     """
     from scaling.compare import aic, bic, likelihood_ratio_test, log_likelihood, n_free_params
 
+    alpha = check_alpha(alpha)
     if int(bootstrap) < 0:
         raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
     runs = load_final(final)
@@ -189,21 +263,24 @@ def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0
             progress(i + 1, len(names) + 2)
     full = fits["moe"]
     weights = samples = None
-    ci = {}
+    cis: dict[str, dict] = {}
     if bootstrap:
         weights = runs.resample(bootstrap, seed)
-        full_vec, ok = refit_weighted(full, weights)
-        samples = pd.DataFrame(full_vec, columns=list(full.law.params))
-        samples["converged"] = ok
-        good = samples[ok]
-        for p in ("gamma", "lam"):
-            if len(good):
-                lo, hi = np.percentile(good[p], [100 * alpha / 2, 100 * (1 - alpha / 2)])
-                ci[p] = (float(lo), float(hi))
-        if (~ok).sum():
-            notes.append(f"warning: {(~ok).sum()} of {bootstrap} bootstrap refits did not converge")
+        for name in names:  # the same resamples of runs for every variant
+            vec, ok = refit_weighted(fits[name], weights)
+            params = list(fits[name].law.params)
+            cis[name] = {p: v for p, v in _percentile_ci(vec, ok, params, alpha).items() if p not in fits[name].fixed}
+            if name == "moe":
+                samples = pd.DataFrame(vec, columns=params)
+                samples["converged"] = ok
+            if (~ok).sum():
+                notes.append(f"warning: {(~ok).sum()} of {bootstrap} bootstrap refits of {name} did not converge")
+    ci = cis.get("moe", {})
     if progress:
         progress(len(names) + 1, len(names) + 2)
+    y_min = float(df["val_loss"].min())
+    ident, flags = _identifiability(fits, cis, y_min)
+    degenerate = {n: degenerate_reasons(f, y_min) for n, f in fits.items()}
     labels = budget_groups(df["active_flops"])
     n_budgets = len(np.unique(labels))
     holdout = float(labels.max()) if extrapolation and n_budgets >= 2 else None
@@ -216,76 +293,69 @@ def test_claims(final, *, bootstrap: int = 1000, seed: int = 0, alpha: float = 0
         r = fits[n]
         rows.append({"variant": n, "law": r.law.name, "fixed": ", ".join(f"{k}={v:g}" for k, v in r.fixed.items()),
                      "description": desc, "n_free": n_free_params(r) - 1, "n_points": r.n_points,
-                     "logL": log_likelihood(r), "AIC": aic(r), "BIC": bic(r), "extrapolation_error": extra[n]})
+                     "logL": log_likelihood(r), "AIC": aic(r), "BIC": bic(r), "extrapolation_error": extra[n],
+                     "flags": flags[n]})
     variants = pd.DataFrame(rows)
-
-    def lr(restricted):
-        return likelihood_ratio_test(fits[restricted], full)
 
     def est(p):
         lo, hi = ci.get(p, (float("nan"), float("nan")))
         return float(full.params[p]), lo, hi
 
     claims = []
-    # 1. sparsity adds nothing over N_total
+    # 1. sparsity matters beyond N_total: gamma != 0 (LR test of gamma = lam = 0)
     g, glo, ghi = est("gamma")
-    stat, dof, p = lr("total_only")
+    stat, dof, p = likelihood_ratio_test(fits["total_only"], full)
     daic, dbic = aic(fits["total_only"]) - aic(full), bic(fits["total_only"]) - bic(full)
-    if p < alpha:
-        direction = "costs" if g > 0 else "lowers"
-        verdict = (f"sparsity matters beyond N_total ({_strength(p)}): gamma = {_ci(g, glo, ghi)}, LR p = {p:.2g}, "
-                   f"dAIC = {daic:.1f}: at fixed N_total, higher sparsity {direction} loss")
-    else:
-        verdict = (f"no evidence that sparsity matters beyond N_total: gamma = {_ci(g, glo, ghi)}, LR p = {p:.2g}, "
-                   f"dAIC = {daic:.1f}: the N_total-only law suffices")
-    claims.append({"claim": "sparsity adds nothing over N_total (gamma = lam = 0)", "parameter": "gamma",
+    v = _nonzero_verdict("gamma", g, glo, ghi, effect=EFFECT["gamma"],
+                         unidentified=_why_undetermined("gamma", ident, "moe", degenerate["moe"]))
+    tail = f"; LR p = {p:.2g}, ΔAIC(N_total only − moe) = {daic:.1f}"
+    if v.word == "supported":
+        tail += f": at fixed N_total, higher sparsity {'costs' if g > 0 else 'lowers'} loss"
+    claims.append({"claim": CLAIMS["gamma"], "parameter": "gamma",
                    "estimate": g, "ci_low": glo, "ci_high": ghi, "lr_stat": stat, "df": dof, "p_value": p,
                    "delta_aic": daic, "delta_bic": dbic, "extrapolation_error": extra["total_only"],
-                   "extrapolation_error_full": extra["moe"], "verdict": verdict})
-    # 2. n_experts and top_k cancel inside s
+                   "extrapolation_error_full": extra["moe"], "verdict": str(Verdict(v.word, v.reason + tail))})
+    # 2. n_experts and top_k do not quite cancel inside s: lam != 0
     if lam_testable:
         lv, llo, lhi = est("lam")
-        stat, dof, p = lr("moe_lam0")
+        stat, dof, p = likelihood_ratio_test(fits["moe_lam0"], full)
         daic, dbic = aic(fits["moe_lam0"]) - aic(full), bic(fits["moe_lam0"]) - bic(full)
-        if p < alpha:
-            direction = "cost" if lv > 0 else "lower"
-            verdict = (f"n_exp penalty lam = {_ci(lv, llo, lhi)}, LR p = {p:.2g} ({_strength(p)}): more experts at "
-                       f"fixed N_total and s {direction} loss")
-        else:
-            verdict = (f"lam = {_ci(lv, llo, lhi)}, LR p = {p:.2g}: consistent with n_experts and top_k entering "
-                       "only through s")
-        claims.append({"claim": "n_experts and top_k cancel inside s (lam = 0)", "parameter": "lam", "estimate": lv,
-                       "ci_low": llo, "ci_high": lhi, "lr_stat": stat, "df": dof, "p_value": p, "delta_aic": daic,
-                       "delta_bic": dbic, "extrapolation_error": extra["moe_lam0"],
-                       "extrapolation_error_full": extra["moe"], "verdict": verdict})
+        v = _nonzero_verdict("lam", lv, llo, lhi, effect=EFFECT["lam"],
+                             unidentified=_why_undetermined("lam", ident, "moe", degenerate["moe"]))
+        tail = f"; LR p = {p:.2g}, ΔAIC(lam = 0 − moe) = {daic:.1f}"
+        if v.word == "supported":
+            tail += f": more experts at fixed N_total and s {'cost' if lv > 0 else 'lower'} loss"
+        v = Verdict(v.word, v.reason + tail)
     else:
-        claims.append({"claim": "n_experts and top_k cancel inside s (lam = 0)", "parameter": "lam",
-                       "estimate": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"),
-                       "lr_stat": float("nan"), "df": 1, "p_value": float("nan"), "delta_aic": float("nan"),
-                       "delta_bic": float("nan"), "extrapolation_error": float("nan"),
-                       "extrapolation_error_full": extra["moe"],
-                       "verdict": "not testable: one top_k value, so n_experts = s * top_k and lam is not identified"})
+        lv = llo = lhi = stat = p = daic = dbic = float("nan")
+        dof = 1
+        v = Verdict("not testable", "one top_k value, so n_experts = s * top_k and lam is not identified")
+    claims.append({"claim": CLAIMS["lam"], "parameter": "lam", "estimate": lv,
+                   "ci_low": llo, "ci_high": lhi, "lr_stat": stat, "df": dof, "p_value": p, "delta_aic": daic,
+                   "delta_bic": dbic, "extrapolation_error": extra["moe_lam0"] if lam_testable else float("nan"),
+                   "extrapolation_error_full": extra["moe"], "verdict": str(v)})
     # 3. the N_active alternative (not nested: AIC/BIC only)
     act = fits["active"]
     daic, dbic = aic(act) - aic(full), bic(act) - bic(full)
-    if daic > 2:
-        verdict = (f"N_total and s fit better than N_active alone: dAIC = {daic:.1f}, dBIC = {dbic:.1f} "
-                   f"({'essentially no support for N_active' if daic > 10 else 'less support for N_active'})")
-    elif daic < -2:
-        verdict = f"N_active alone fits better than N_total and s: dAIC = {daic:.1f}, dBIC = {dbic:.1f}"
+    bad = [f"the {n} fit is degenerate: " + "; ".join(degenerate[n]) for n in ("moe", "active") if degenerate[n]]
+    if bad:
+        v = Verdict("undetermined", "; ".join(bad) + f" (ΔAIC(N_active − moe) = {_fmt(daic)})")
     else:
-        verdict = f"N_active alone and (N_total, s) fit about equally: dAIC = {daic:.1f}, dBIC = {dbic:.1f}"
-    claims.append({"claim": "N_active instead of s (chinchilla in N_active)", "parameter": "alpha_active",
+        v = aic_verdict(daic, claim_model="moe", other_model="N_active")
+        v = Verdict(v.word, v.reason + f", ΔBIC = {_fmt(dbic)}"
+                    + (": N_total and s fit better than N_active alone" if v.word == "supported" else ""))
+    # an AIC comparison: no interval here (the active fit's intervals are in ``identifiability``)
+    claims.append({"claim": CLAIMS["alpha_active"], "parameter": "alpha_active",
                    "estimate": float(act.params["alpha"]), "ci_low": float("nan"), "ci_high": float("nan"),
                    "lr_stat": float("nan"), "df": np.nan, "p_value": float("nan"), "delta_aic": daic,
                    "delta_bic": dbic, "extrapolation_error": extra["active"],
-                   "extrapolation_error_full": extra["moe"], "verdict": verdict})
+                   "extrapolation_error_full": extra["moe"], "verdict": str(v)})
     table = pd.DataFrame(claims)
     if holdout is None:
         notes.append(f"note: {n_budgets} compute budget(s); the extrapolation error needs 2 or more")
     return ClaimsResult(table=table, variants=variants, fits=fits, n_runs=len(df), excluded=excluded,
                         bootstrap=int(bootstrap), seed=int(seed), holdout_budget=holdout, bootstrap_params=samples,
-                        bootstrap_weights=weights, alpha=alpha, notes=notes)
+                        bootstrap_weights=weights, alpha=alpha, notes=notes, identifiability=ident, flags=flags)
 
 
 test_claims.__test__ = False  # not a pytest test despite its name

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from figures.report import ReportResult
     from scaling.analysis import Analysis
 
-__all__ = ["PUBLIC", "DemoResult", "analyze_or_skip", "draw_store", "report_store", "run_demo", "public_data",
+__all__ = ["PUBLIC", "PUBLIC_FIGURES", "DemoResult", "analyze_or_skip", "draw_store", "report_store", "run_demo",
+           "public_data",
            "plan_sweep", "train_sweep"]
 
 #: The public datasets whose reproductions join the demo when found.
@@ -55,30 +56,55 @@ def analyze_or_skip(store, *, bootstrap: int = 200, seed: int = 0, say=None) -> 
         return None, str(exc)
 
 
-def draw_store(store, out, *, bootstrap: int = 200, seed: int = 0, public: bool = True, formats=("png", "pdf"),
-               say=None) -> DrawResult:
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise MoescaleError(f"seed = {seed!r}: must be an integer >= 0")
+
+
+def _store_path(store):
+    """``store``, or the default store ($MOESCALE_STORE, else ./moescale.duckdb) when it is None."""
+    from scaling.store import default_path
+
+    return default_path() if store is None else store
+
+
+def draw_store(store=None, out="figures", *, bootstrap: int = 200, seed: int = 0, public: bool = True,
+               formats=("png", "pdf"), say=None) -> DrawResult:
     """Analyse ``store`` once and draw every figure it has data for into ``out`` (the Python form of
-    ``moescale figures``). When the analysis cannot run, its figures are skipped with the reason, in a note."""
-    from figures.draw import draw_all
+    ``moescale figures``). ``store``: a Store or a path; None is $MOESCALE_STORE, else ./moescale.duckdb.
+    A store without finished runs is refused (one line) before anything is written. When the analysis
+    cannot run, its figures are skipped with the reason, in a note."""
+    from figures.draw import draw_all, store_frames
     from scaling.final import open_store
 
-    st = open_store(store)
+    _check_seed(seed)
+    st = open_store(_store_path(store))
+    frames = store_frames(st)
+    if not len(frames[0]):
+        counts = st.sql("SELECT status, count(*) AS n FROM runs GROUP BY status ORDER BY status")
+        have = ", ".join(f"{r.status} {r.n}" for r in counts.itertuples(index=False)) or "no runs at all"
+        raise MoescaleError(f"{getattr(st, 'path', store)}: no finished runs to draw ({have})")
     analysis, why = analyze_or_skip(st, bootstrap=bootstrap, seed=seed, say=say)
-    result = draw_all(st, out, analysis, public=public, formats=formats, seed=seed, say=say, no_analysis_reason=why)
+    result = draw_all(st, out, analysis, public=public, formats=formats, seed=seed, say=say, no_analysis_reason=why,
+                      frames=frames)
     if why is not None:
         result.notes.append(f"note: analysis failed, its figures are skipped: {why}")
     return result
 
 
-def report_store(store, out, *, bootstrap: int = 200, seed: int = 0, public: bool = True,
+def report_store(store=None, out="report", *, bootstrap: int = 200, seed: int = 0, public: bool = True,
                  commands: list[str] | None = None, say=None) -> ReportResult:
     """Analyse ``store`` once, draw its figures into ``out/figures`` and write ``out/report.md`` and
-    ``out/report.html`` (the Python form of ``moescale report``). A store the analysis cannot handle
-    still gets a report of its runs and store-only figures, with the reason."""
+    ``out/report.html`` (the Python form of ``moescale report``; ``store`` None is $MOESCALE_STORE, else
+    ./moescale.duckdb). Temp files a killed earlier report left in ``out`` are removed first. A store the
+    analysis cannot handle still gets a report of its runs and store-only figures, with the reason."""
     from figures.report import write_report
+    from scaling.files import remove_stale_temps
     from scaling.final import open_store
 
-    st = open_store(store)
+    _check_seed(seed)
+    st = open_store(_store_path(store))
+    remove_stale_temps(out)
     analysis, why = analyze_or_skip(st, bootstrap=bootstrap, seed=seed, say=say)
     return write_report(st, out, analysis=analysis, notes=[f"analysis skipped: {why}"] if why is not None else None,
                         bootstrap=bootstrap, seed=seed, public=public, commands=commands, say=say)
@@ -175,46 +201,70 @@ class DemoResult:
                 "papers": paper_comparison(a).to_dict("records") if a is not None else []}
 
 
+#: public dataset -> the figure that reproduces it.
+PUBLIC_FIGURES = {"chinchilla_epoch": "chinchilla_epoch", "clark_routing": "clark_experts"}
+
+
 def run_demo(out="demo", *, workers: int = 2, preset: str = "cpu-tiny", seed: int = 0, bootstrap: int = 200,
              quiet: bool = False, progress=None) -> DemoResult:
     """Plan, train, analyse and report ``preset`` into ``out`` (see the module docstring).
 
     ``workers``: training processes; ``bootstrap`` resamples of runs (``seed``) in the analysis;
     ``quiet``: no progress bars while training; ``progress``: optional callable(str) for progress lines.
-    The store is ``out/moescale.duckdb``, the runs ``out/runs/``, the report ``out/report/``.
+    The store is ``out/moescale.duckdb``, the runs ``out/runs/``, the report ``out/report/``. Bad
+    arguments, an unknown preset and a sweep the runner refuses (e.g. a GPU preset on a CPU) raise a
+    one-line MoescaleError before any run starts and before the store is created.
     """
-    if workers < 1:
+    import shlex
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise MoescaleError(f"workers = {workers}: must be at least 1")
+    _check_seed(seed)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise MoescaleError(f"bootstrap = {bootstrap!r}: must be an integer >= 0")
+    from figures.draw import draw_all, store_frames
     from figures.report import write_report
     from scaling.analysis import analyze
     from scaling.final import open_store
+    from scaling.planner import plan
 
     began = time.monotonic()
     say = progress or _quiet
+    plan(preset)  # an unknown preset is refused before the folder is made
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     store = root / "moescale.duckdb"
     sweep_path, n_runs = plan_sweep(preset, root)
     say(f"planned {n_runs} runs of {preset} into {sweep_path}")
     public = public_data()
+    missing = {PUBLIC_FIGURES[name]: f"its dataset {name} was not found (set MOESCALE_DATA to the folder holding it)"
+               for name, path in public.items() if path is None}
     for name, path in public.items():
         say(f"public dataset {name}: " + (f"found ({path})" if path else "not found; its figure is skipped"))
     say(f"training with {workers} workers into {root / 'runs'} (finished runs are reused)")
     swept = train_sweep(sweep_path, store, root / "runs", workers=workers, quiet=quiet)
     say(str(swept).splitlines()[0] if str(swept) else "sweep done")
-    commands = [f"moescale demo --out {out} --workers {workers} --preset {preset} --bootstrap {bootstrap} "
+    if not store.is_file():
+        raise MoescaleError(f"the sweep finished no run, so there is no store to analyse; see the run directories "
+                            f"in {root / 'runs'}")
+    q = shlex.quote
+    commands = [f"moescale demo --out {q(str(out))} --workers {workers} --preset {q(preset)} --bootstrap {bootstrap} "
                 f"--seed {seed}",
                 "# the same, step by step:",
-                f"moescale plan grid --preset {preset} --out {sweep_path}",
-                f"moescale sweep {sweep_path} --store {store} --out {root / 'runs'} --workers {workers}",
-                f"moescale optimum --store {store} --compute <budgets> --objective loss memorization reasoning "
+                f"moescale plan grid --preset {q(preset)} --out {q(str(sweep_path))}",
+                f"moescale sweep {q(str(sweep_path))} --store {q(str(store))} --out {q(str(root / 'runs'))} "
+                f"--workers {workers}",
+                f"moescale optimum --store {q(str(store))} --objective loss memorization reasoning "
                 f"--bootstrap {bootstrap}",
-                f"moescale report --store {store} --out {root / 'report'} --bootstrap {bootstrap} --seed {seed}"]
+                f"moescale report --store {q(str(store))} --out {q(str(root / 'report'))} --bootstrap {bootstrap} "
+                f"--seed {seed}"]
     say(f"analysis: claims, accuracy, isoFLOP minima, optimum ({bootstrap} bootstrap resamples)")
     st = open_store(store)
     analysis = analyze(st, bootstrap=bootstrap, seed=seed)
     say("figures and report")
-    report = write_report(st, root / "report", analysis=analysis, public=any(v is not None for v in public.values()),
-                          seed=seed, commands=commands, say=say)
+    draw = draw_all(st, root / "report" / "figures", analysis, public=True, seed=seed, say=say,
+                    frames=store_frames(st), public_skipped=missing)
+    report = write_report(st, root / "report", analysis=analysis, draw=draw, public=True, seed=seed,
+                          commands=commands, say=say)
     return DemoResult(out=root, sweep=sweep_path, n_runs=n_runs, store=store, report=report, public=public,
                       seconds=time.monotonic() - began)

@@ -14,7 +14,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write", "check_output_path", "remove_stale_temps"]
+__all__ = ["atomic_dir", "atomic_path", "atomic_write", "check_output_path", "remove_stale_temps"]
 
 
 def _umask_mode() -> int:
@@ -41,6 +41,28 @@ def atomic_path(path):
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path):
+    """Yield a temp folder beside ``path``; on a clean exit it becomes ``path`` (which must be absent
+    or an empty folder), on an error it is removed with its contents. For writers of a whole folder
+    (a transformers checkpoint): a reader sees the folder complete or not at all."""
+    import shutil
+
+    target = Path(path)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp's 0700 otherwise
+        if target.is_dir():
+            target.rmdir()
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 

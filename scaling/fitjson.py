@@ -20,7 +20,7 @@ import pandas as pd
 
 from scaling.errors import MoescaleError
 
-__all__ = ["jsonable", "check_chinchilla_params", "read_chinchilla_fit", "CHINCHILLA_PARAMS"]
+__all__ = ["jsonable", "check_chinchilla_params", "params_from_items", "read_chinchilla_fit", "CHINCHILLA_PARAMS"]
 
 #: The parameter names of a chinchilla fit: E, A, B directly or as logs e, a, b.
 CHINCHILLA_PARAMS = ("E", "A", "B", "e", "a", "b", "alpha", "beta")
@@ -77,3 +77,20 @@ def read_chinchilla_fit(path) -> dict[str, float]:
     if payload.get("law") not in (None, "chinchilla"):
         raise MoescaleError(f"{path}: law is {payload['law']!r}; the closed-form optimum needs a chinchilla fit")
     return check_chinchilla_params(payload["params"], str(path))
+
+
+def params_from_items(items, where: str = "--param") -> dict[str, float]:
+    """chinchilla parameters from ``NAME=VALUE`` strings (E, A, B or e, a, b, alpha, beta), checked as
+    ``check_chinchilla_params`` does; one-line MoescaleError naming ``where`` and the item otherwise."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise MoescaleError(f"{where} {item!r} is not NAME=VALUE")
+        if name.strip() in out:
+            raise MoescaleError(f"{where} {name.strip()} given twice")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise MoescaleError(f"{where} {name.strip()}: {value!r} is not a number") from None
+    return check_chinchilla_params(out, where)

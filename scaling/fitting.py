@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from scaling.errors import MoescaleError
-from scaling.laws import Law, get_law
+from scaling.laws import MOE_X, Law, get_law
 from scaling.objectives import LossProblem, Objective
 from scaling.optimize import distinct_best, minimize_batch, polish, projected_grad
 from scaling.schema import quote
@@ -253,7 +253,8 @@ def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", wher
     Args:
         data: a DataFrame, a file, a registry dataset name or a store table/view.
         law: a registry name (``scaling.laws.LAWS``), a formula, or a Law.
-        x: variable name -> SQL expression over ``data`` (default: the variable's own name).
+        x: variable name -> SQL expression over ``data`` (default: :func:`default_x`: the variable's
+            own column, else the law's mapping onto the ``final`` view, e.g. ``MOE_X`` for moe).
         y: SQL expression of the fitted quantity.
         where: SQL filter.
         loss: huber | mse | mse-log | mse-log10 (default: the law's).
@@ -276,12 +277,10 @@ def fit(data, law, x: Mapping[str, str] | None = None, y: str = "val_loss", wher
     x = dict(x or {})
     variables = tuple(x) if x else None
     law = get_law(law, variables)
-    if not x:
-        x = {v: quote(v) for v in law.variables}
     unknown = [v for v in x if v not in law.variables]
     if unknown:
         raise MoescaleError(f"unknown variable(s) {', '.join(unknown)} for law {law.name!r}; its variables are {', '.join(law.variables)}")
-    unmapped = [v for v in law.variables if v not in x]
+    unmapped = [v for v in law.variables if v not in x] if x else []  # none given: default_x, once the data is read
     if unmapped:
         raise MoescaleError(f"variable(s) {', '.join(unmapped)} of law {law.name!r} not mapped: give x={{{unmapped[0]!r}: SQL}} (--map {unmapped[0]}=SQL)")
     if bounds:
@@ -331,8 +330,32 @@ def _validate(law: Law, fixed: Mapping[str, float], starts, bootstrap, seed) -> 
             raise MoescaleError(f"start values of {p} must be finite numbers, got {values}")
 
 
+#: Laws whose variables have a documented mapping onto the store's ``final`` view, used when
+#: no mapping is given: the moe law's ``scaling.laws.MOE_X`` (N_total, sparsity, n_experts, tokens).
+FINAL_X = {"moe": MOE_X}
+
+
+def default_x(law: Law, columns, data="data") -> dict[str, str]:
+    """The mapping of ``law``'s variables when none is given: each variable's own column when
+    the data has it, else the law's documented mapping onto the store's ``final`` view
+    (``FINAL_X``) when the data has those columns; MoescaleError naming the ``--map`` still
+    missing otherwise (e.g. chinchilla on ``final``: N could be n_total or n_active)."""
+    columns = [str(c) for c in columns]
+    final = FINAL_X.get(law.name)
+    if final and not all(v in columns for v in law.variables) and all(c in columns for c in final.values()):
+        return dict(final)
+    missing = [v for v in law.variables if v not in columns]
+    if missing:
+        maps = " ".join(f"--map {v}=SQL" for v in missing)
+        raise MoescaleError(f"law {law.name!r}: no column named {', '.join(missing)} in {data} and no mapping given: "
+                            f"give {maps} (x={{{missing[0]!r}: SQL}}); its columns: {', '.join(columns[:12])}"
+                            + (" ..." if len(columns) > 12 else ""))
+    return {v: quote(v) for v in law.variables}
+
+
 def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, seed, st, stderr, progress, read_store=None) -> FitResult:
     df = read_table(data, store=read_store)
+    x = x or default_x(law, df.columns, data if isinstance(data, (str, Path)) else "the DataFrame")
     sel, runs = select(df, x, y, where)
     n_free = law.n_params - len([p for p in fixed if p in law.params])
     _check(law, sel, x, y, objective, n_free)

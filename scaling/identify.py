@@ -35,9 +35,13 @@ EXPONENT_RANGE = (0.02, 2.0)
 #: Lowest asymptote called plausible, as a fraction of the lowest observed loss.
 FLOOR_FRACTION = 1 / 20
 #: law name -> parameter -> plausible (lo, hi), used where the law's own bounds are infinite.
+#: The log-coefficients e = log E, a = log A, b = log B get wide ranges: an interval over half of
+#: [-5, 5] (E known only within a factor of ~150) or of [-5, 35] (A or B within ~5e8) says the data
+#: do not pin the term down (Chinchilla's fit: e 0.60, a 6.17, b 7.67; Hoffmann et al. 2022).
+LOG_COEFFICIENTS = {"e": (-5.0, 5.0), "a": (-5.0, 35.0), "b": (-5.0, 35.0)}
 PLAUSIBLE: dict[str, dict[str, tuple[float, float]]] = {
-    "chinchilla": {"alpha": EXPONENT_RANGE, "beta": EXPONENT_RANGE},
-    "moe": {"alpha": EXPONENT_RANGE, "beta": EXPONENT_RANGE},
+    "chinchilla": {"alpha": EXPONENT_RANGE, "beta": EXPONENT_RANGE, **LOG_COEFFICIENTS},
+    "moe": {"alpha": EXPONENT_RANGE, "beta": EXPONENT_RANGE, **LOG_COEFFICIENTS},
 }
 
 

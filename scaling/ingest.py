@@ -3,7 +3,9 @@
 All directories go in one transaction. Ingest is idempotent: a run whose files are
 byte-identical to what was ingested before (same sha256 over run.json, metrics and
 evals) is left alone; a run with the same run_id and config but new content (more
-steps, a new status) has its rows replaced; a run_id reused with a different config is
+steps, a new status) has its rows replaced, unless it would go backwards (fewer metric
+rows, an earlier last step, finished -> running: an older or partial copy), which is
+refused unless ``replace=True`` (``--replace``); a run_id reused with a different config is
 an error naming the directory and the differing keys, and nothing is written.
 
 Metrics are parsed in three tiers, each vouching only for files it can check:
@@ -39,9 +41,9 @@ import duckdb
 import pyarrow as pa
 
 from scaling import rundir
-from scaling.errors import MoescaleError, first_line
+from scaling.errors import MoescaleError
 from scaling.progress import track
-from scaling.store import Store, quote, refresh_final, sql_literal
+from scaling.store import Store, quote, refresh_final, sql_literal, store_error
 
 
 @dataclass
@@ -238,8 +240,12 @@ def _bulk_metrics(con, entries) -> list:
     return rest
 
 
-def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
-    """Parse the runs to write, then replace/insert their rows in one transaction."""
+def _write(con, to_write, summary: IngestSummary, show: bool, stored: dict, replace: bool, path: str) -> None:
+    """Parse the runs to write, then replace/insert their rows in one transaction.
+
+    ``stored``: run_id -> (status, metric rows, last step) of the runs already in the store;
+    a replacement that would go backwards is refused unless ``replace`` (see
+    :func:`_refuse_backwards`)."""
     # Parse everything before the transaction: a bad file raises with the store untouched.
     rest = _bulk_metrics(con, to_write)
     metric_parts, eval_columns = [], []
@@ -254,7 +260,10 @@ def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
         "_metrics_new": pa.concat_tables(metric_parts) if metric_parts else _empty_long(),
         "_evals_new": _evals_table(eval_columns),
     }
-    _refuse_duplicate_metrics(con, frames["_metrics_new"], {e["run"]["run_id"]: e["dir"] for e in to_write})
+    dirs = {e["run"]["run_id"]: e for e in to_write}
+    _refuse_duplicate_metrics(con, frames["_metrics_new"], {k: e["dir"] for k, e in dirs.items()})
+    if summary.replaced and not replace:
+        _refuse_backwards(con, frames["_metrics_new"], {k: dirs[k] for k in summary.replaced}, stored)
     con.execute("BEGIN TRANSACTION")
     try:
         if summary.replaced:
@@ -269,10 +278,10 @@ def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
         refresh_final(con)
         con.execute("COMMIT")
     except duckdb.Error as exc:
-        con.execute("ROLLBACK")
-        raise MoescaleError(f"ingest failed, store unchanged: {first_line(exc)}") from None
+        _rollback(con)
+        raise store_error(path, exc, "ingest failed, store unchanged") from None
     except BaseException:
-        con.execute("ROLLBACK")
+        _rollback(con)
         raise
     finally:
         for name in frames:
@@ -280,6 +289,54 @@ def _write(con, to_write, summary: IngestSummary, show: bool) -> None:
                 con.unregister(name)
             except duckdb.Error:
                 pass
+
+
+def _rollback(con) -> None:
+    """Roll back the open transaction; a failed COMMIT (a full disk) has already ended it."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass
+
+
+#: Run statuses by how far a run got: a run never goes from a later one back to an earlier one.
+STATUS_RANK = {"running": 0, "failed": 0, "finished": 1, "diverged": 1}
+
+
+def _refuse_backwards(con, careful: pa.Table, entries: dict, stored: dict) -> None:
+    """MoescaleError when a run that ended (finished or diverged) in the store would be replaced
+    by an older copy: a status that goes back (-> running or failed), fewer metric rows or an
+    earlier last step. Such a copy is usually a stale or partial copy of the run directory;
+    ``replace=True`` (``moescale ingest --replace``) replaces it anyway. A stored run that has
+    not ended (running, failed) is replaced by any copy: a restart from a checkpoint
+    legitimately drops the steps logged after it."""
+    con.register("_metrics_check", careful)
+    try:
+        rows = con.execute(
+            "SELECT run_id, count(*), max(step) FROM (SELECT run_id, step FROM _bulk_long UNION ALL "
+            "SELECT run_id, step FROM _metrics_check) GROUP BY run_id"
+        ).fetchall()
+    finally:
+        con.unregister("_metrics_check")
+    new = {r[0]: (int(r[1]), r[2]) for r in rows}
+    for run_id, entry in entries.items():
+        old_status, old_rows, old_last = stored[run_id]
+        if STATUS_RANK.get(old_status, 0) == 0:
+            continue
+        status = entry["run"]["status"]
+        rows, last = new.get(run_id, (0, None))
+        went = []
+        if STATUS_RANK.get(status, 0) < STATUS_RANK.get(old_status, 0):
+            went.append(f"status {old_status} -> {status}")
+        if rows < (old_rows or 0):
+            went.append(f"{old_rows} -> {rows} metric rows")
+        if old_last is not None and (last is None or last < old_last):
+            went.append(f"last step {old_last} -> {last if last is not None else 'none'}")
+        if went:
+            raise MoescaleError(
+                f"{entry['dir']}: run {run_id!r} would go backwards in the store ({', '.join(went)}): an older "
+                "or partial copy of the run? Pass --replace (replace=True) to replace the stored run anyway"
+            )
 
 
 def _refuse_duplicate_metrics(con, careful: pa.Table, dirs: dict) -> None:
@@ -304,10 +361,12 @@ def _empty_long() -> pa.Table:
     return rundir.arrow_wide_to_long(empty, "")
 
 
-def ingest(store, dirs, progress: bool = True) -> IngestSummary:
+def ingest(store, dirs, progress: bool = True, replace: bool = False) -> IngestSummary:
     """Load run directories into ``store`` (a Store or a store path) in one transaction.
 
-    ``dirs`` are run directories or folders of run directories. Returns an
+    ``dirs`` are run directories or folders of run directories. A run already in the store
+    is replaced by a newer copy; one that would go backwards (fewer metric rows, an earlier
+    last step, finished -> running) is refused unless ``replace``. Returns an
     :class:`IngestSummary`; raises MoescaleError (store unchanged) on bad input.
     """
     if not isinstance(store, Store):
@@ -334,13 +393,16 @@ def ingest(store, dirs, progress: bool = True) -> IngestSummary:
     summary = IngestSummary()
     with store.connect() as con:
         ids = list(entries)
-        existing = {}
+        existing, stored = {}, {}
         if ids:
             rows = con.execute(
-                "SELECT run_id, content_hash, config FROM runs WHERE run_id IN (SELECT unnest(?::VARCHAR[]))",
+                "SELECT r.run_id, r.content_hash, r.config, r.status, m.n, m.last FROM runs r LEFT JOIN "
+                "(SELECT run_id, count(*) AS n, max(step) AS last FROM metrics GROUP BY run_id) m USING (run_id) "
+                "WHERE r.run_id IN (SELECT unnest(?::VARCHAR[]))",
                 [ids],
             ).fetchall()
             existing = {r[0]: (r[1], r[2]) for r in rows}
+            stored = {r[0]: (r[3], r[4], r[5]) for r in rows}
         to_write = []
         for run_id, entry in entries.items():
             if run_id not in existing:
@@ -365,7 +427,7 @@ def ingest(store, dirs, progress: bool = True) -> IngestSummary:
         if not to_write:
             return summary
         try:
-            _write(con, to_write, summary, show)
+            _write(con, to_write, summary, show, stored, replace, store.path)
         finally:
             for sql in ("DROP VIEW IF EXISTS _bulk_long", "DROP TABLE IF EXISTS _bulk_wide",
                         "DROP TABLE IF EXISTS _bulk_files"):  # fmt: skip

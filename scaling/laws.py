@@ -381,7 +381,9 @@ _document(EXP_ERROR, "Downstream error from loss, Err(L) = ε − k·exp(−γ·
 
 def _sigmoid_model(T, X):
     a, k, x0, b = T
-    return a / (1.0 + np.exp(-k * (X["x"] - x0))) + b
+    # exp overflows to inf far on the low side, where a / (1 + inf) = 0 is the curve's exact limit
+    with np.errstate(over="ignore"):
+        return a / (1.0 + np.exp(-k * (X["x"] - x0))) + b
 
 
 def _sigmoid_asymptotes(p) -> dict:

@@ -17,8 +17,18 @@ architecture and each sparsity is optimal, and the range of optimal sparsity. An
 flagged ``at_edge`` when it is the smallest or largest N_total or sparsity among the
 candidates (or the largest under a cap), and ``extrapolation`` when its N_total, tokens,
 sparsity or the budget lies outside the data's range. The trend of optimal sparsity, N_total
-and TPP against compute is a log-log power law (``scaling.linear.loglog_ols``) where there
-are >= 3 budgets; the Pareto front is the predicted loss against N_total at each budget.
+and TPP against compute is a log-log power law where there are >= 3 budgets, with a bootstrap
+interval (its exponent refitted on each resample's optima); the Pareto front is the predicted
+loss against N_total at each budget.
+
+An optimum is stated only where the data decide it (``scaling.optimum_checks``): the optimal
+sparsity is ``determined`` when at least 80% of the resamples put it within one step of the
+grid's sparsities, it is not on an edge of the searched grid (sparsity 1 and a binding cap
+excepted), and the loss law is identified and not degenerate (``scaling.identify.fit_flags``);
+the architecture likewise when it wins at least 80% of the resamples. Otherwise the summary
+says ``undetermined`` and why. Lack of fit: each run's observed loss against the law's 95%
+bootstrap prediction interval (the share outside is reported), and per budget whether the
+observed best run disagrees with the predicted optimum beyond those intervals.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from scaling.errors import MoescaleError
 from scaling.final import load_final
 from scaling.fitjson import jsonable
 from scaling.laws import MOE_X
+from scaling.optimum_checks import (axis_value, check_widened, data_ranges, decide, lack_of_fit, model_flags,
+                                    optimum_flags, prediction_intervals, sparsity_share, trend)
 
 if TYPE_CHECKING:
     from scaling.accuracy import AccuracyResult, KindModel
@@ -58,11 +70,18 @@ class OptimumResult:
     sparsity, tokens, tpp, predicted (loss or accuracy), pred_low, pred_high (bootstrap
     percentile of the predicted value of that architecture), frequency (share of resamples in
     which it is optimal), sparsity_low, sparsity_high (range of the optimal sparsity across
-    resamples, 2.5-97.5%), at_edge, edge (reason), extrapolation, extrapolation_reason.
+    resamples, 2.5-97.5%), sparsity_share (share of resamples within one sparsity step of it),
+    at_edge, edge (reason), extrapolation, extrapolation_reason, determined (bool: the sparsity is
+    stated), why (str: why not), arch_determined, arch_why (the same for the architecture;
+    ``scaling.optimum_checks.decide``), observed_best, observed_loss (the best run at the budget),
+    lack_of_fit (bool), lack_of_fit_reason (loss objective only; ``optimum_checks.lack_of_fit``).
     ``frequency``: objective, compute, arch, n_experts, top_k, d_model, n_layers, sparsity, count, share.
     ``sparsity_frequency``: objective, compute, sparsity, count, share.
-    ``trend``: objective, quantity (sparsity, n_total, tpp), exponent, exponent_lo, exponent_hi,
-    coefficient, n_points (rows only where >= 3 budgets).
+    ``trend``: objective, quantity (sparsity, n_total, tpp), exponent, exponent_lo, exponent_hi
+    (bootstrap 95%), coefficient, n_points, n_boot (rows only where >= 3 budgets).
+    ``runs_fit``: per run, its observed loss against the law's 95% prediction interval
+    (``optimum_checks.prediction_intervals``); ``fit_check``: law, flags (``fit_flags``),
+    n_runs, outside_share (share of runs outside their interval).
     ``pareto``: compute, arch, n_total, sparsity, loss (the predicted-loss / N_total front).
     ``candidates``: compute, arch columns, n_total, n_active, sparsity, tokens, tpp, loss and one
     column per accuracy objective (point predictions), for figures.
@@ -78,9 +97,12 @@ class OptimumResult:
     bootstrap: int
     seed: int
     notes: list[str] = field(default_factory=list)
+    runs_fit: pd.DataFrame = field(default_factory=pd.DataFrame)
+    fit_check: dict = field(default_factory=dict)
 
     def summary(self) -> str:
-        """One line per budget and objective: the best architecture with its uncertainty."""
+        """One line per budget and objective: the best architecture with its uncertainty, or
+        ``undetermined`` and why; then the law's lack-of-fit check and the notes."""
         lines = []
         for r in self.best.itertuples(index=False):
             flags = (" [edge: " + r.edge + "]" if r.at_edge else "") + (
@@ -88,9 +110,17 @@ class OptimumResult:
             unc = (f", optimal in {r.frequency:.0%} of {self.bootstrap} resamples, sparsity range "
                    f"{r.sparsity_low:g}..{r.sparsity_high:g}, {r.objective} [{r.pred_low:.4g}, {r.pred_high:.4g}]"
                    if self.bootstrap else "")
-            lines.append(f"C = {r.compute:.3g} {r.objective}: {r.arch} (N_total {r.n_total:.4g}, N_active "
+            head = (f"{r.arch}" if r.arch_determined else f"undetermined ({r.arch_why}); fitted {r.arch}")
+            lines.append(f"C = {r.compute:.3g} {r.objective}: {head} (N_total {r.n_total:.4g}, N_active "
                          f"{r.n_active:.4g}, s = {r.sparsity:g}, D = {r.tokens:.4g}, TPP = {r.tpp:.3g}) "
                          f"predicted {r.predicted:.4g}{unc}{flags}")
+            if r.lack_of_fit:
+                lines.append(f"  lack of fit at C = {r.compute:.3g}: {r.lack_of_fit_reason}")
+        fc = self.fit_check
+        if fc and fc.get("n_runs"):
+            share = fc["outside_share"]
+            lines.append(f"law {fc['law']}: {'n/a' if share != share else f'{share:.0%}'} of {fc['n_runs']} runs "
+                         "outside their 95% prediction interval" + (f"; {fc['flags']}" if fc["flags"] else ""))
         return "\n".join(lines + self.notes)
 
     def __str__(self) -> str:
@@ -98,10 +128,12 @@ class OptimumResult:
 
     def to_json(self) -> dict:
         """What ``moescale optimum --json`` writes: best, frequency, sparsity_frequency, trend and
-        pareto as records (NaN as null), bootstrap, seed. The per-architecture ``candidates`` table
+        pareto, runs_fit as records (NaN as null), fit_check, bootstrap, seed, notes. The per-architecture ``candidates`` table
         and the grid are left out: they are inputs the figures redraw from."""
         return jsonable({"best": self.best, "frequency": self.frequency, "sparsity_frequency": self.sparsity_frequency,
-                         "trend": self.trend, "pareto": self.pareto, "bootstrap": self.bootstrap, "seed": self.seed})
+                         "trend": self.trend, "pareto": self.pareto, "fit_check": self.fit_check,
+                         "runs_fit": self.runs_fit, "bootstrap": self.bootstrap, "seed": self.seed,
+                         "notes": self.notes})
 
 
 def _arch_name(r) -> str:
@@ -132,7 +164,7 @@ def grid_from_runs(final: pd.DataFrame, widen: dict | None = None):
     for k, v in (widen or {}).items():
         if k not in axes:
             raise MoescaleError(f"cannot widen grid axis {k!r}; axes: {', '.join(axes)}")
-        axes[k] = tuple(sorted(set(axes[k]) | {type(axes[k][0])(x) for x in v}))
+        axes[k] = tuple(sorted(set(axes[k]) | {axis_value(k, x) for x in np.atleast_1d(np.asarray(v, dtype=object))}))
     r0 = f.iloc[0]
     tied = False
     a = Architecture(d_model=int(r0.d_model), n_layers=int(r0.n_layers), n_heads=int(r0.n_heads), d_ff=int(r0.d_ff),
@@ -179,28 +211,6 @@ def _objective_values(obj, cand_C, law, P, acc_models, C):
     return out
 
 
-def _trend(best: pd.DataFrame) -> pd.DataFrame:
-    from scaling.linear import loglog_ols
-
-    rows = []
-    for obj, g in best.groupby("objective", sort=False):
-        g = g.dropna(subset=["compute"])
-        if g["compute"].nunique() < 3:
-            continue
-        for q in ("sparsity", "n_total", "tpp"):
-            sub = g[["compute", q]].rename(columns={q: "y"}).reset_index(drop=True)
-            if sub["y"].nunique() < 2:
-                rows.append({"objective": obj, "quantity": q, "exponent": 0.0, "exponent_lo": float("nan"),
-                             "exponent_hi": float("nan"), "coefficient": float(sub["y"].iloc[0]), "n_points": len(sub)})
-                continue
-            fit = loglog_ols(sub, "y", "compute")
-            rows.append({"objective": obj, "quantity": q, "exponent": fit.params["compute"],
-                         "exponent_lo": fit.ci["compute"][0], "exponent_hi": fit.ci["compute"][1],
-                         "coefficient": float(np.exp(fit.params["const"])), "n_points": fit.n_points})
-    return pd.DataFrame(rows, columns=["objective", "quantity", "exponent", "exponent_lo", "exponent_hi",
-                                       "coefficient", "n_points"])
-
-
 @dataclass
 class _Models:
     """What the optimum evaluates: the loss law's fit and its resample refits (B, n_params) on the
@@ -223,15 +233,22 @@ def _check_request(objective, compute, memory, active, bootstrap) -> tuple[list[
     bad = [o for o in objectives if o not in OBJECTIVES]
     if bad or not objectives:
         raise MoescaleError(f"objective {bad[0] if bad else None!r} is not one of {', '.join(OBJECTIVES)}")
-    compute = [float(c) for c in np.atleast_1d(np.asarray(compute, dtype=float))]
+    compute = [_budget(c) for c in (compute if isinstance(compute, (list, tuple, np.ndarray, pd.Series)) else [compute])]
     if not compute or any(not (math.isfinite(c) and c > 0) for c in compute):
-        raise MoescaleError("compute budgets must be finite and > 0")
+        raise MoescaleError(f"compute budgets must be finite and > 0, got {', '.join(f'{c:g}' for c in compute) or 'none'}")
     for name, cap in (("memory", memory), ("active", active)):
         if cap is not None and not (math.isfinite(cap) and cap > 0):
             raise MoescaleError(f"{name} cap {cap!r} must be finite and > 0")
     if int(bootstrap) < 0:
         raise MoescaleError(f"bootstrap = {bootstrap}: must be >= 0")
     return objectives, compute
+
+
+def _budget(value) -> float:
+    """One compute budget as a float; MoescaleError naming it when it is not a number."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise MoescaleError(f"compute budget {value!r} is not a number")
+    return float(value)
 
 
 def _fit_models(runs: FinalRuns, objectives, bootstrap: int, seed: int, loss_fit, loss_samples, accuracy,
@@ -320,14 +337,16 @@ def _point_optimum(cc: pd.DataFrame, objective: str) -> int:
 
 
 def _bootstrap_frequencies(cc: pd.DataFrame, objective: str, i: int, models: _Models,
-                          final: pd.DataFrame) -> tuple[list[dict], list[dict], dict]:
+                          final: pd.DataFrame) -> tuple[list[dict], list[dict], dict, dict]:
     """The optimum on each bootstrap resample (the refitted law and GLM; resamples with a
     non-finite prediction dropped) among the budget's candidates ``cc``, ``i`` the point optimum.
 
     Returns (frequency rows: objective, compute, arch, n_experts, top_k, d_model, n_layers,
     sparsity, count, share; sparsity_frequency rows: objective, compute, sparsity, count, share;
     the point optimum's pred_low, pred_high (2.5-97.5% of its predicted value), frequency (its
-    share of resamples), sparsity_low, sparsity_high (2.5-97.5% of the optimal sparsity)).
+    share of resamples), sparsity_low, sparsity_high (2.5-97.5% of the optimal sparsity),
+    sparsity_share (resamples within one sparsity step of it); each resample's optimal sparsity,
+    n_total and tpp (B,), NaN where its prediction was not finite, for the trend).
     """
     o, C = objective, float(cc["compute"].iloc[0])
     sign = 1.0 if o == "loss" else -1.0
@@ -335,7 +354,10 @@ def _bootstrap_frequencies(cc: pd.DataFrame, objective: str, i: int, models: _Mo
     if o != "loss":  # refit the GLM on the same resamples when the accuracy result lacks them
         acc = {o: (models.acc_models[o], _glm_samples(models.accuracy, o, final, models.weights))}
     V = _objective_values(o, cc, models.loss_fit.law, models.samples, acc, C)
-    V = V[np.isfinite(V).all(axis=1)]
+    kept = np.isfinite(V).all(axis=1)
+    V = V[kept]
+    if not len(V):
+        raise MoescaleError(f"C = {C:.3g} {o}: every bootstrap refit gives a non-finite prediction")
     boot_best = np.argmin(sign * V, axis=1)
     counts = pd.Series(cc["arch"].to_numpy()[boot_best]).value_counts()
     freq = []
@@ -351,38 +373,13 @@ def _bootstrap_frequencies(cc: pd.DataFrame, objective: str, i: int, models: _Mo
     s_lo, s_hi = np.percentile(sp, [2.5, 97.5], method="nearest")
     stats = {"pred_low": float(pred_lo), "pred_high": float(pred_hi),
              "frequency": float(counts.get(cc["arch"].iloc[i], 0) / len(boot_best)),
-             "sparsity_low": float(s_lo), "sparsity_high": float(s_hi)}
-    return freq, sfreq, stats
-
-
-def _optimum_flags(row: pd.Series, cc: pd.DataFrame, ranges: dict[str, tuple[float, float]],
-                  capped: bool) -> dict:
-    """Why an optimum is uncertain: ``at_edge`` / ``edge`` when it has the smallest or largest
-    N_total (the largest under the caps when ``capped``) or sparsity of the budget's candidates
-    ``cc``; ``extrapolation`` / ``extrapolation_reason`` when its N_total, tokens, sparsity or
-    budget lies outside the data's ``ranges`` (``_data_ranges``)."""
-    edges = []
-    if row["n_total"] == cc["n_total"].min():
-        edges.append("smallest N_total of the grid")
-    if row["n_total"] == cc["n_total"].max():
-        edges.append("largest N_total of the grid" + (" under the caps" if capped else ""))
-    if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].min():
-        edges.append("lowest sparsity of the grid")
-    if cc["sparsity"].nunique() > 1 and row["sparsity"] == cc["sparsity"].max():
-        edges.append("highest sparsity of the grid")
-    extra = []
-    for q, key in (("N_total", "n_total"), ("tokens", "tokens"), ("sparsity", "sparsity"), ("compute", "compute")):
-        val, (lo, hi) = row[key], ranges[key]
-        if val < lo * (1 - 1e-9) or val > hi * (1 + 1e-9):
-            extra.append(f"{q} {val:.3g} outside the data's {lo:.3g}..{hi:.3g}")
-    return {"at_edge": bool(edges), "edge": "; ".join(edges), "extrapolation": bool(extra),
-            "extrapolation_reason": "; ".join(extra)}
-
-
-def _data_ranges(final: pd.DataFrame) -> dict[str, tuple[float, float]]:
-    """The sampled range (min, max) of N_total, tokens, sparsity and compute (active FLOPs) of the runs."""
-    cols = {"n_total": "n_total", "tokens": "tokens", "sparsity": "sparsity", "compute": "active_flops"}
-    return {k: (final[c].min(), final[c].max()) for k, c in cols.items()}
+             "sparsity_low": float(s_lo), "sparsity_high": float(s_hi),
+             "sparsity_share": sparsity_share(sp, float(cc["sparsity"].iloc[i]), cc["sparsity"].to_numpy())}
+    per_resample = {}
+    for q in ("sparsity", "n_total", "tpp"):
+        per_resample[q] = np.full(len(kept), np.nan)
+        per_resample[q][kept] = cc[q].to_numpy(dtype=float)[boot_best]
+    return freq, sfreq, stats, per_resample
 
 
 def find_optimum(source, compute, *, memory: float | None = None, active: float | None = None,
@@ -404,20 +401,26 @@ def find_optimum(source, compute, *, memory: float | None = None, active: float 
         loss_fit, loss_samples, accuracy, weights: reuse a full ``moe`` FitResult, its bootstrap
             parameter vectors (B, 7), an AccuracyResult and the resample weights (B, n_runs) made
             by ``scaling.analysis.analyze`` (computed here when not given).
-    Raises MoescaleError (one line) for no finished runs, too few runs, a budget no candidate can
-    meet (D < 1 token, or no candidate under the caps) and an objective without eval data.
+    Raises MoescaleError (one line) for no finished runs, too few runs, a budget that is not a
+    number or no candidate can meet (D < 1 token, or no candidate under the caps), a widened
+    value that adds no valid candidate (``optimum_checks.check_widened``; checked before any fit)
+    and an objective without eval data.
     """
     objectives, compute = _check_request(objective, compute, memory, active, bootstrap)
     runs = load_final(source, evals=evals)
     final = runs.final
     if len(final) < MIN_RUNS:
         raise MoescaleError(f"{len(final)} finished runs; the moe law needs at least {MIN_RUNS} (7 free parameters plus 3)")
-    models = _fit_models(runs, objectives, bootstrap, seed, loss_fit, loss_samples, accuracy, weights)
     grid = grid if grid is not None else grid_from_runs(final, widen)
+    if widen:
+        check_widened(grid, widen, candidate_table(grid), float(final["n_total"].max()))
     cand = _capped_candidates(grid, memory, active)
-    ranges = _data_ranges(final)
+    models = _fit_models(runs, objectives, bootstrap, seed, loss_fit, loss_samples, accuracy, weights)
+    ranges = data_ranges(final)
+    flags = model_flags(models.loss_fit, models.samples, float(final["val_loss"].min()))
+    runs_fit = prediction_intervals(models.loss_fit, models.samples, final, MOE_X, seed)
     nan = float("nan")
-    best_rows, freq_rows, sfreq_rows, pareto_rows, cand_rows = [], [], [], [], []
+    best_rows, freq_rows, sfreq_rows, pareto_rows, cand_rows, boot = [], [], [], [], [], {}
     for C in compute:
         cc = _budget_candidates(cand, C, models, objectives)
         cand_rows.append(cc)
@@ -425,22 +428,29 @@ def find_optimum(source, compute, *, memory: float | None = None, active: float 
         for o in objectives:
             i = _point_optimum(cc, o)
             row = cc.iloc[i]
-            stats = dict.fromkeys(("pred_low", "pred_high", "frequency", "sparsity_low", "sparsity_high"), nan)
+            stats = dict.fromkeys(("pred_low", "pred_high", "frequency", "sparsity_low", "sparsity_high",
+                                   "sparsity_share"), nan)
             if models.n_boot:
-                freq, sfreq, stats = _bootstrap_frequencies(cc, o, i, models, final)
+                freq, sfreq, stats, boot[(o, C)] = _bootstrap_frequencies(cc, o, i, models, final)
                 freq_rows, sfreq_rows = freq_rows + freq, sfreq_rows + sfreq
-            best_rows.append({"objective": o, "compute": C, "memory": memory, "active": active,
-                              **{k: int(row[k]) for k in _ARCH}, "arch": row["arch"], "n_total": row["n_total"],
-                              "n_active": row["n_active"], "sparsity": row["sparsity"], "tokens": row["tokens"],
-                              "tpp": row["tpp"], "predicted": float(row[o]), "pred_low": stats["pred_low"],
-                              "pred_high": stats["pred_high"], "frequency": stats["frequency"],
-                              "sparsity_low": stats["sparsity_low"], "sparsity_high": stats["sparsity_high"],
-                              **_optimum_flags(row, cc, ranges, bool(memory or active))})
+            r = {"objective": o, "compute": C, "memory": memory, "active": active,
+                 **{k: int(row[k]) for k in _ARCH}, "arch": row["arch"], "n_total": row["n_total"],
+                 "n_active": row["n_active"], "sparsity": row["sparsity"], "tokens": row["tokens"],
+                 "tpp": row["tpp"], "predicted": float(row[o]), **stats,
+                 **optimum_flags(row, cc, ranges, bool(memory or active))}
+            r.update(decide(r, models.n_boot, flags))
+            r.update(lack_of_fit(r, runs_fit) if o == "loss" else
+                     {"observed_best": None, "observed_loss": nan, "lack_of_fit": False, "lack_of_fit_reason": ""})
+            best_rows.append(r)
     best = pd.DataFrame(best_rows)
+    outside = runs_fit["outside"][runs_fit["pi_low"].notna()]
+    fit_check = {"law": models.loss_fit.law.name, "flags": flags, "n_runs": int(len(outside)),
+                 "outside_share": float(outside.mean()) if len(outside) else nan}
     return OptimumResult(best=best, frequency=pd.DataFrame(freq_rows), sparsity_frequency=pd.DataFrame(sfreq_rows),
-                         trend=_trend(best), pareto=pd.DataFrame(pareto_rows),
+                         trend=trend(best, boot), pareto=pd.DataFrame(pareto_rows),
                          candidates=pd.concat(cand_rows, ignore_index=True),
-                         grid=grid if isinstance(grid, tuple) else (grid,), bootstrap=models.n_boot, seed=int(seed))
+                         grid=grid if isinstance(grid, tuple) else (grid,), bootstrap=models.n_boot, seed=int(seed),
+                         runs_fit=runs_fit, fit_check=fit_check)
 
 
 def _glm_samples(accuracy, kind, final, weights):

@@ -22,11 +22,8 @@ has almost no curvature; and on small sweeps the refits are strongly skewed (e r
 the analysis will print. ``tests/test_power.py`` checks the predicted widths against the
 claims-style bootstrap of independently simulated sweeps (within 25%).
 
-Speed: all simulated sweeps of a chunk are fitted at once. Their points are stacked into one
-``LossProblem`` in which every batch row weights only its own sweep's points (the batched
-optimizer of ``scaling.optimize``, the engine ``scaling.bootstrap`` refits resamples with);
-each sweep's fit starts at the truth (a simulated sweep's optimum lies near it, so the 972
-starts of ``fit`` are skipped) and each refit at its sweep's fit.
+The simulated sweeps and their batched fits are ``scaling.power_fits``; the inputs (planned
+runs, truth, seed noise) ``scaling.power_inputs``.
 
 The questions, one row each:
 
@@ -49,167 +46,33 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 
+from scaling.optimum_checks import DETERMINED_SHARE
+from scaling.claims import EFFECT
 from scaling.errors import MoescaleError
 from scaling.laws import MOE, MOE_X
-from scaling.simulate import Truth, true_accuracy, true_loss
+from scaling.power_fits import fit_simulated, simulate_losses
+from scaling.power_inputs import as_truth, planned_runs, seed_noise, store_truth
+from scaling.simulate import task_truths, true_accuracy
 
-try:
-    from scaling.bootstrap import resample_runs
-except ImportError:  # before the move from scaling.claims
-    from scaling.claims import resample_runs
-
-__all__ = ["power", "power_report", "seed_noise", "planned_runs", "as_truth", "DEFAULT_EFFECT", "CLAIMED_TPP_PEAK",
+__all__ = ["power", "power_report", "power_json", "seed_noise", "store_truth", "planned_runs", "as_truth", "DEFAULT_EFFECT", "CLAIMED_TPP_PEAK",
            "OPTIMUM_SHARE"]
 
-#: Smallest effects worth deciding (the equivalence margin of a "= 0" claim): 0.02 for gamma and
-#: lam, i.e. a 2% change of the parameter term per e-fold of sparsity or expert count.
-DEFAULT_EFFECT = {"gamma": 0.02, "lam": 0.02}
+#: Smallest effects worth deciding (the equivalence margin of a "= 0" claim): the claims' own
+#: margins (scaling.claims.EFFECT), so the power tool predicts the verdicts the analysis will print.
+DEFAULT_EFFECT = dict(EFFECT)
 #: The TPP near which reasoning accuracy is claimed to peak (Nakamura et al. 2025).
 CLAIMED_TPP_PEAK = 20.0
 #: Share of bootstrap resamples an optimum must win to count as identified.
-OPTIMUM_SHARE = 0.8
-#: Batch rows (simulated sweeps x resamples) refitted at once.
-CHUNK_ROWS = 1000
+OPTIMUM_SHARE = DETERMINED_SHARE  # the analysis's own rule (scaling.optimum_checks)
 #: Converged refits a simulated sweep needs for an interval.
 MIN_REFITS = 10
 
-_ARCH_COLUMNS = ("n_layers", "d_model", "n_heads", "n_kv_heads", "d_ff", "n_experts", "top_k", "vocab_size",
-                 "seq_len", "tied_embeddings", "n_total", "n_active", "tokens")
 _COLUMNS = ["quantity", "compute", "testable", "true_value", "half_width", "p_decided", "p_identified", "note"]
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def planned_runs(sweep) -> pd.DataFrame:
-    """The planned runs of a sweep: a sweep YAML path, a ``scaling.planner.Sweep``, or a DataFrame.
-
-    Returns one row per run: run_id, arch (a readable name), n_total, sparsity, n_experts,
-    top_k, tokens, and where known n_active, flops_per_token, compute (the planned budget C),
-    n_layers, d_model. A DataFrame needs n_total, n_experts, top_k, tokens (sparsity defaults to
-    n_experts / top_k), all finite and > 0.
-    """
-    from scaling.planner import Sweep
-
-    if isinstance(sweep, (str, Path)):
-        if not Path(sweep).is_file():
-            raise MoescaleError(f"sweep {sweep}: no such file")
-        sweep = Sweep.from_yaml(Path(sweep))
-    if isinstance(sweep, Sweep):
-        rows = [{"run_id": r.run_id, "n_layers": r.architecture.n_layers, "d_model": r.architecture.d_model,
-                 "n_experts": r.architecture.n_experts, "top_k": r.architecture.top_k,
-                 "n_total": float(r.architecture.n_total), "n_active": float(r.architecture.n_active),
-                 "sparsity": float(r.architecture.sparsity), "tokens": float(r.tokens),
-                 "flops_per_token": float(r.architecture.flops_per_token),
-                 "compute": float(r.compute) if r.compute is not None else np.nan} for r in sweep.runs]
-        df = pd.DataFrame(rows)
-    elif isinstance(sweep, pd.DataFrame):
-        df = sweep.copy().reset_index(drop=True)
-    else:
-        raise MoescaleError(f"sweep: expected a sweep YAML path, a Sweep or a DataFrame, got {type(sweep).__name__}")
-    missing = [c for c in ("n_total", "n_experts", "top_k", "tokens") if c not in df.columns]
-    if missing:
-        raise MoescaleError(f"sweep: planned runs lack column(s) {', '.join(missing)}")
-    if "sparsity" not in df.columns:
-        df["sparsity"] = df["n_experts"] / df["top_k"]
-    for c in ("n_total", "sparsity", "n_experts", "top_k", "tokens"):
-        v = pd.to_numeric(df[c], errors="coerce").to_numpy(dtype=float)
-        bad = np.flatnonzero(~(np.isfinite(v) & (v > 0)))
-        if bad.size:
-            raise MoescaleError(f"sweep: column {c} must be finite and > 0, but is {v[bad[0]]!r} in run {bad[0]}")
-        df[c] = v
-    if "run_id" not in df.columns:
-        df["run_id"] = [f"run{i}" for i in range(len(df))]
-    if "arch" not in df.columns:
-        df["arch"] = [(f"L{int(r.n_layers)}-d{int(r.d_model)}-" if "d_model" in df.columns and "n_layers" in df.columns
-                       else f"N{r.n_total:.3g}-") + f"E{int(r.n_experts)}-k{int(r.top_k)}" for r in df.itertuples()]
-    return df
-
-
-def as_truth(truth=None) -> tuple[Truth, list[str]]:
-    """The truth to simulate from, and notes: None (``Truth()``, the moe law's documented defaults),
-    a ``Truth``, a ``moe`` FitResult, a mapping of moe parameters (e, a, b, alpha, beta, gamma,
-    lam), or a fit JSON file (``moescale fit ... --json``, ``FitResult.to_json``).
-
-    A fit's noise is the residual spread of its log losses, sqrt(sum r^2 / (n - k)) (an upper
-    bound on the seed noise: misfit counts as noise); a fit without data keeps ``Truth().noise``.
-    """
-    import json
-
-    if truth is None:
-        return Truth(), []
-    if isinstance(truth, Truth):
-        return truth, []
-    if isinstance(truth, (str, Path)):
-        if not Path(truth).is_file():
-            raise MoescaleError(f"truth {truth}: no such file")
-        try:
-            data = json.loads(Path(truth).read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise MoescaleError(f"truth {truth}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise MoescaleError(f"truth {truth}: expected a JSON object of a moe fit")
-        if data.get("law", "moe") != "moe":
-            raise MoescaleError(f"truth {truth}: a fit of law {data.get('law')!r}; power needs a moe fit")
-        return _truth_from_params(data.get("params", data), str(truth)), [
-            f"note: truth from {truth}; noise {Truth().noise:g} (default) unless given"]
-    if hasattr(truth, "law") and hasattr(truth, "params"):
-        if truth.law.name != "moe":
-            raise MoescaleError(f"truth: a fit of law {truth.law.name!r}; power needs a moe fit")
-        out = _truth_from_params(truth.params, "truth")
-        data = getattr(truth, "data", None)
-        if isinstance(data, pd.DataFrame) and "y" in data.columns and len(data) > truth.n_free:
-            X = {v: data[v].to_numpy(dtype=float) for v in MOE.variables}
-            r = np.log(data["y"].to_numpy(dtype=float)) - np.log(MOE.predict(truth.params, X))
-            sigma = float(np.sqrt(np.sum(r * r) / (len(r) - truth.n_free)))
-            return replace(out, noise=sigma), [f"note: noise {sigma:.3g} from the fit's residuals"]
-        return out, [f"note: the fit carries no data; noise {out.noise:g} (default) unless given"]
-    if isinstance(truth, dict):
-        return _truth_from_params(truth, "truth"), []
-    raise MoescaleError(f"truth: expected a Truth, a moe fit, its JSON file or None, got {type(truth).__name__}")
-
-
-def _truth_from_params(params, where: str) -> Truth:
-    missing = [p for p in MOE.params if p not in params]
-    if missing:
-        raise MoescaleError(f"{where}: moe parameter(s) {', '.join(missing)} missing")
-    try:
-        v = {p: float(params[p]) for p in MOE.params}
-    except (TypeError, ValueError):
-        raise MoescaleError(f"{where}: moe parameters must be numbers") from None
-    if not all(math.isfinite(x) for x in v.values()):
-        raise MoescaleError(f"{where}: moe parameters must be finite")
-    return Truth(E=math.exp(v["e"]), A=math.exp(v["a"]), B=math.exp(v["b"]), alpha=v["alpha"], beta=v["beta"],
-                 gamma=v["gamma"], lam=v["lam"])
-
-
-def seed_noise(source) -> float:
-    """The relative seed noise sigma of the final loss, pooled over runs that differ only in seed.
-
-    sigma^2 = sum_g sum_i (ln L_gi - mean_g ln L)^2 / sum_g (n_g - 1), over groups g of finished runs
-    with the same architecture and tokens (the pooled within-group variance). ``source``: a
-    Store, a store path or a DataFrame of the ``final`` view. Raises MoescaleError when no two
-    runs differ only in seed.
-    """
-    from scaling.final import final_runs
-
-    df, _ = final_runs(source, need=("run_id", "n_total", "n_experts", "top_k", "tokens", "val_loss"))
-    df = df[df["val_loss"] > 0]
-    keys = [c for c in _ARCH_COLUMNS if c in df.columns]
-    y = np.log(df["val_loss"].to_numpy(dtype=float))
-    groups = df.assign(_y=y).groupby(keys, dropna=False)["_y"]
-    dev = (groups.transform(lambda g: g - g.mean()) ** 2).sum()
-    dof = int((groups.size() - 1).sum())
-    if dof < 1:
-        raise MoescaleError(f"seed noise: none of the {len(df)} finished runs has a seed repeat (same architecture "
-                            "and tokens, another seed); train one, or give the noise")
-    return float(math.sqrt(dev / dof))
 
 
 def _check(n_sim, noise, bootstrap, seed, effect) -> dict[str, float]:
@@ -227,47 +90,6 @@ def _check(n_sim, noise, bootstrap, seed, effect) -> dict[str, float]:
             raise MoescaleError(f"effect of {k} must be a finite number > 0, got {v!r}")
         eff[k] = float(v)
     return eff
-
-
-# --------------------------------------------------------------------------- the batched fits
-
-
-def fit_simulated(X: dict, Y: np.ndarray, start: np.ndarray, fixed: dict, n_boot: int, seeds, progress=None):
-    """Fit the ``moe`` law to each simulated sweep (row of Y, (S, n)) and refit it on ``n_boot``
-    resamples of its runs (``resample_runs`` with that sweep's seed), stacked per chunk.
-
-    ``X``: the law's variables at the n planned points; ``start``: the free parameters to start
-    from. Returns (point fits (S, 7), refits (S, n_boot, 7), converged (S, n_boot)), full vectors
-    in ``MOE.params`` order.
-    """
-    from scaling.objectives import LossProblem, Objective
-    from scaling.optimize import minimize_batch
-
-    S, n = Y.shape
-    objective = Objective(MOE.default_loss, 1e-3)
-    points, refits, ok = np.empty((S, MOE.n_params)), np.empty((S, n_boot, MOE.n_params)), np.empty((S, n_boot), bool)
-    chunk = max(1, CHUNK_ROWS // n_boot)
-    for c0 in range(0, S, chunk):
-        idx = np.arange(c0, min(c0 + chunk, S))
-        m = len(idx)
-        prob = LossProblem(MOE, {v: np.tile(x, m) for v, x in X.items()}, Y[idx].ravel(), objective, fixed=fixed)
-        block = np.kron(np.eye(m), np.ones((1, n)))  # row j weights only sweep j's points
-        p1 = prob.with_weights(block)
-        res = minimize_batch(p1.value_grad_z, np.repeat(prob.to_z(start), m, axis=0), prob.lower, prob.upper,
-                             ftol=1e-13, max_iter=1000)
-        theta = prob.from_z(res.x)
-        W = np.zeros((m * n_boot, m * n))
-        for j, s in enumerate(idx):
-            W[j * n_boot:(j + 1) * n_boot, j * n:(j + 1) * n] = resample_runs(np.arange(n), n_boot, int(seeds[s]))
-        pb = prob.with_weights(W)
-        rb = minimize_batch(pb.value_grad_z, np.repeat(prob.to_z(theta), n_boot, axis=0), prob.lower, prob.upper,
-                            ftol=1e-13, max_iter=1000)
-        points[idx] = prob.full(theta)
-        refits[idx] = prob.full(prob.from_z(rb.x)).reshape(m, n_boot, -1)
-        ok[idx] = rb.converged.reshape(m, n_boot)
-        if progress:
-            progress(int(idx[-1]) + 1, S)
-    return points, refits, ok
 
 
 # --------------------------------------------------------------------------- per simulated sweep
@@ -347,7 +169,7 @@ def _peak_rows(runs, truth, Y, seeds, n_boot) -> tuple[list[dict], list[str]]:
 
     if not truth.tasks:
         return [], ["note: the truth carries no accuracy tasks, so the TPP peaks are not simulated "
-                    "(give a Truth with tasks, e.g. Truth(tasks=scaling.simulate.task_truths()))"]
+                    "(--tasks, or power(tasks=True), simulates the default tasks)"]
     if "flops_per_token" not in runs.columns:
         return [], ["note: the planned runs lack flops_per_token, so the TPP peaks are not simulated"]
     af = runs["flops_per_token"].to_numpy(float) * runs["tokens"].to_numpy(float)
@@ -410,8 +232,8 @@ def _row(quantity, compute, testable, true_value, half_width=np.nan, p_decided=n
 # --------------------------------------------------------------------------- power
 
 
-def power(sweep, *, truth=None, noise: float | None = None, n_sim: int = 200, bootstrap: int = 100, seed: int = 0,
-          effect: dict | None = None, progress=None) -> pd.DataFrame:
+def power(sweep, *, truth=None, store=None, noise: float | None = None, n_sim: int = 200, bootstrap: int = 100,
+          seed: int = 0, effect: dict | None = None, tasks: bool = False, progress=None) -> pd.DataFrame:
     """Whether a planned sweep can answer the questions, by simulation (see the module docstring).
 
     Args:
@@ -419,12 +241,16 @@ def power(sweep, *, truth=None, noise: float | None = None, n_sim: int = 200, bo
             as a DataFrame (``planned_runs``).
         truth: what to simulate from (``as_truth``): None for ``Truth()``, a ``Truth`` (with
             ``tasks`` for the TPP peaks), a ``moe`` FitResult, its JSON file, or moe parameters.
+        store: instead of ``truth``, a Store, store path or final DataFrame whose finished runs
+            give the truth (the moe law fitted to them) and the seed noise (``store_truth``).
         noise: the relative seed noise sigma of the final loss (``seed_noise`` of a store measures
-            it); None: the truth's.
+            it); None: the truth's (the store's).
         n_sim: simulated sweeps. bootstrap: resamples of runs per simulated sweep (>= 10).
         seed: seed of the noise, the accuracies and the resamples (deterministic).
         effect: smallest effect worth deciding per claim, default ``DEFAULT_EFFECT`` (gamma and
-            lam: 0.02); a "= 0" claim is decided when its interval lies inside +-effect.
+            lam: 0.01, the claims' margins); a "= 0" claim is decided when its interval lies inside +-effect.
+        tasks: when the truth carries no accuracy tasks, simulate the default ones
+            (``scaling.simulate.task_truths``: reasoning peaks at TPP 20), so the TPP peaks get rows.
         progress: optional callable(done, total) over simulated sweeps.
 
     Returns one row per question, columns: quantity (gamma, lam, tpp_peak:<kind>, optimum),
@@ -441,19 +267,26 @@ def power(sweep, *, truth=None, noise: float | None = None, n_sim: int = 200, bo
 
     eff = _check(n_sim, noise, bootstrap, seed, effect)
     runs = planned_runs(sweep)
-    truth, notes = as_truth(truth)
-    sigma, notes = (truth.noise, notes) if noise is None else (float(noise), [])  # as_truth's notes are on noise
+    if store is not None and truth is not None:
+        raise MoescaleError("give a truth or a store to fit one from, not both")
+    if store is None:
+        truth, notes = as_truth(truth)
+        notes = notes if noise is None else []  # as_truth's notes are on the noise
     if len(runs) < MIN_RUNS:
         raise MoescaleError(f"sweep: {len(runs)} planned runs; the moe law's claims need at least {MIN_RUNS}")
     if runs["sparsity"].nunique() < 2:
         raise MoescaleError(f"sweep: every planned run has sparsity {runs['sparsity'].iloc[0]:g}; "
                             "the claims need 2 or more sparsities")
+    if store is not None:  # the fit is the slow part: after the sweep's own checks
+        truth, notes = store_truth(store, noise)
+    sigma = truth.noise if noise is None else float(noise)
+    if tasks and not truth.tasks:
+        truth = replace(truth, tasks=task_truths())
     lam_testable = runs["top_k"].nunique() >= 2
     fixed = {} if lam_testable else {"lam": 0.0}
     X = {v: runs[c].to_numpy(dtype=float) for v, c in MOE_X.items()}  # planned runs carry the final view's names
-    mu = true_loss(truth, X["N"], X["s"], X["n_exp"], X["D"])
     rng = np.random.default_rng(seed)
-    Y = mu * np.exp(sigma * rng.standard_normal((n_sim, len(runs))))
+    mu, Y = simulate_losses(truth, X, sigma, n_sim, rng)
     seeds = rng.integers(0, 2**62, size=n_sim)
     tp = truth.moe_params
     start = np.array([tp[p] for p in MOE.params if p not in fixed])
@@ -511,3 +344,14 @@ def power_report(df: pd.DataFrame) -> str:
         lines.append("  ".join(str(c).ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1])
     lines += list(a.get("notes", []))
     return "\n".join(lines)
+
+
+def power_json(df: pd.DataFrame) -> dict:
+    """``power``'s table as JSON (``moescale plan power --json``): the settings of ``df.attrs`` and
+    one object per row, NaN as null."""
+    rows = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()}
+            for r in df.to_dict(orient="records")]
+    a = df.attrs
+    return {"n_runs": a.get("n_runs"), "n_sim": a.get("n_sim"), "bootstrap": a.get("bootstrap"),
+            "noise": a.get("noise"), "seed": a.get("seed"), "effect": a.get("effect"), "notes": list(a.get("notes", [])),
+            "rows": rows}

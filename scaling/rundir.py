@@ -43,6 +43,7 @@ Example::
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -54,7 +55,7 @@ from scaling.files import atomic_path, atomic_write
 # Re-exported: the file names, columns and per-file readers are part of this module's API.
 from scaling.rundir_files import (  # noqa: F401
     EVAL_COLUMNS, EVALS_FILE, FLOAT_COLUMNS, INT64_MAX, INT_COLUMNS, METRIC_COLUMNS, METRICS_FILE, METRICS_PARQUET,
-    RUN_FILE, RUN_ID_PATTERN, STATUSES, TASK_KINDS, TYPED_COLUMNS, arrow_wide_to_long, check_run_id,
+    RUN_FILE, RUN_ID_PATTERN, STATUSES, TASK_KINDS, TYPED_COLUMNS, arrow_wide_to_long, check_eval_row, check_run_id,
     find_duplicate_metric, read_evals, read_evals_columns, read_jsonl_rows, read_metrics, read_metrics_arrow,
     read_run_json,
 )  # fmt: skip
@@ -64,6 +65,16 @@ from scaling.rundir_files import (  # noqa: F401
 
 def _float_or_none(value):
     return None if value is None else float(value)
+
+
+def _float_like(value):
+    """numpy and Python reals as float; anything else as it is (for the row check to name)."""
+    return float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value
+
+
+def _int_like(value):
+    """numpy and Python integers as int; anything else as it is (for the row check to name)."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
 
 
 def write_json_atomic(file: Path, obj) -> None:
@@ -206,14 +217,18 @@ class RunWriter:
         task_kind: str = "other",
         n_examples: int | None = None,
     ) -> None:
-        """Append one evaluation line (task_kind: memorization, reasoning or other)."""
-        if task_kind not in TASK_KINDS:
-            raise MoescaleError(f"task_kind {task_kind!r} is not one of {', '.join(TASK_KINDS)}")
+        """Append one evaluation line (task_kind: memorization, reasoning or other); a row that ingest
+        would refuse (an empty task or metric, a negative step, ...) is refused here, before it is
+        written, with a MoescaleError naming the field (``scaling.rundir_files.check_eval_row``)."""
         row = {
-            "step": int(step), "tokens": int(tokens), "task": task, "task_kind": task_kind,
-            "metric": metric, "value": _float_or_none(value),
-            "n_examples": None if n_examples is None else int(n_examples),
+            "step": _int_like(step), "tokens": _int_like(tokens), "task": task, "task_kind": task_kind,
+            "metric": metric, "value": _float_like(value), "n_examples": _int_like(n_examples),
         }  # fmt: skip
+        try:
+            checked = check_eval_row(row, f"{self.dir / EVALS_FILE}: log_eval")
+        except MoescaleError as exc:
+            raise MoescaleError(str(exc).replace(": column ", ": field ", 1)) from None
+        row = checked or {**row, "value": None}
         self._evals.write(json.dumps(row) + "\n")
         self._evals.flush()
 
@@ -287,6 +302,14 @@ def read_run_dir(path: str | Path, warn: bool = True) -> RunRecord:
 # ----------------------------------------------------------------------------- a run in progress
 # Forgiving questions the runner asks of a directory another process may be writing or may
 # have been killed in (read_run_json above validates strictly for the store instead).
+
+
+def discard_run_files(run_dir) -> None:
+    """Remove what a RunWriter wrote in ``run_dir`` (run.json, metrics, evals, metrics.parquet), so that
+    a new RunWriter can start the run over there (e.g. ``moescale train --restart`` after run.json was
+    corrupted); other files (a checkpoint, the tokenizer) are the trainer's to keep or remove."""
+    for name in (RUN_FILE, METRICS_FILE, EVALS_FILE, METRICS_PARQUET):
+        (Path(run_dir) / name).unlink(missing_ok=True)
 
 
 def read_run_file(run_dir) -> dict | None:

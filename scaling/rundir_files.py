@@ -266,33 +266,44 @@ def _read_metrics_unsorted(dir: Path, run_id: str, warn: bool, messages: list | 
     return _wide_to_long(read_jsonl_rows(file, warn, messages), file, run_id)
 
 
+def check_eval_row(obj: dict, where: str) -> dict | None:
+    """One evaluation line validated as ingest reads it: step, tokens (integers >= 0), task and metric
+    (non-empty strings), task_kind (``TASK_KINDS``, default other), value (a number; None: not
+    measured, and None is returned), n_examples (an integer >= 0 or None). MoescaleError naming
+    ``where`` and the column otherwise. ``RunWriter.log_eval`` checks each row with it before writing."""
+    for key in ("step", "tokens", "task", "metric", "value"):
+        if key not in obj:
+            raise MoescaleError(f"{where}: column {key!r} is missing")
+    for key in ("task", "metric"):
+        if not isinstance(obj[key], str) or not obj[key]:
+            raise MoescaleError(f"{where}: column {key!r}: value {obj[key]!r} is not a non-empty string")
+    kind = obj.get("task_kind", "other")
+    if kind not in TASK_KINDS:
+        raise MoescaleError(f"{where}: column 'task_kind': value {kind!r} is not one of {', '.join(TASK_KINDS)}")
+    step = _integer(obj["step"], where, "step", minimum=0)
+    tokens = _integer(obj["tokens"], where, "tokens", minimum=0)
+    if obj["value"] is None:
+        return None
+    n_examples = obj.get("n_examples")
+    return {
+        "step": step, "tokens": tokens, "task": obj["task"], "task_kind": kind, "metric": obj["metric"],
+        "value": _number(obj["value"], where, "value"),
+        "n_examples": None if n_examples is None else _integer(n_examples, where, "n_examples", minimum=0),
+    }  # fmt: skip
+
+
 def read_evals_columns(dir: str | Path, run_id: str, warn: bool = True, messages: list | None = None) -> dict:
     """Evaluations of a run directory as a dict of column lists (see :func:`read_evals`)."""
     file = Path(dir) / EVALS_FILE
     out = {c: [] for c in EVAL_COLUMNS}
     out["_line"] = []
     for lineno, obj in read_jsonl_rows(file, warn, messages):
-        where = f"{file}:{lineno}"
-        for key in ("step", "tokens", "task", "metric", "value"):
-            if key not in obj:
-                raise MoescaleError(f"{where}: column {key!r} is missing")
-        for key in ("task", "metric"):
-            if not isinstance(obj[key], str) or not obj[key]:
-                raise MoescaleError(f"{where}: column {key!r}: value {obj[key]!r} is not a non-empty string")
-        kind = obj.get("task_kind", "other")
-        if kind not in TASK_KINDS:
-            raise MoescaleError(f"{where}: column 'task_kind': value {kind!r} is not one of {', '.join(TASK_KINDS)}")
-        if obj["value"] is None:
+        row = check_eval_row(obj, f"{file}:{lineno}")
+        if row is None:
             continue  # not measured, as in metrics
-        n_examples = obj.get("n_examples")
         out["run_id"].append(run_id)
-        out["step"].append(_integer(obj["step"], where, "step", minimum=0))
-        out["tokens"].append(_integer(obj["tokens"], where, "tokens", minimum=0))
-        out["task"].append(obj["task"])
-        out["task_kind"].append(kind)
-        out["metric"].append(obj["metric"])
-        out["value"].append(_number(obj["value"], where, "value"))
-        out["n_examples"].append(None if n_examples is None else _integer(n_examples, where, "n_examples", minimum=0))
+        for key, value in row.items():
+            out[key].append(value)
         out["_line"].append(lineno)
     _refuse_duplicates(file, out["_line"], list(zip(out["step"], out["task"], out["metric"])), "(step, task, metric)")
     del out["_line"]

@@ -5,13 +5,17 @@ the schema version, and :data:`MIGRATIONS` upgrade an older store in place. The 
 ``final`` has one row per finished run and is rebuilt from the core tables after every
 ingest (:func:`refresh_final`), because its eval columns depend on the data. This module
 only writes SQL text and runs it on a connection it is given; :mod:`scaling.store` opens
-the file and decides when.
+the file and decides when. It also turns values into what the store's JSON columns and
+``db sql --json`` hold (:func:`json_safe`, :func:`json_records`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from importlib import resources
+
+import duckdb
 
 from scaling.errors import MoescaleError
 
@@ -66,6 +70,14 @@ def table_names(con) -> set[str]:
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
     ).fetchall()
     return {r[0] for r in rows}
+
+
+def is_current(con) -> bool:
+    """Whether the store behind ``con`` has this version's schema (nothing to create or migrate)."""
+    try:
+        return schema_version(con) == SCHEMA_VERSION
+    except (duckdb.Error, MoescaleError):
+        return False
 
 
 def schema_version(con) -> int | None:
@@ -154,3 +166,42 @@ def refresh_final(con) -> None:
     """(Re)create the ``final`` view from the (task, metric) pairs now in ``evals``."""
     pairs = con.execute("SELECT DISTINCT task, metric FROM evals ORDER BY task, metric").fetchall()
     con.execute(final_view_sql(pairs))
+
+
+# ----------------------------------------------------------------------------- values as JSON
+
+
+def json_safe(obj):
+    """JSON-ready copy: tuples to lists, numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_records(df) -> list[dict]:
+    """The rows of a query result as JSON-ready dicts (what ``moescale db sql --json`` prints).
+
+    Floats stay exact (pandas' ``to_json`` rounds to 10 digits), NaN, NA and inf become
+    null, and times are ISO 8601 text.
+    """
+    return [{k: json_value(v) for k, v in row.items()} for row in df.to_dict("records")]
+
+
+def json_value(value):
+    """One query-result value as JSON: ISO text for times, None for NaN, NA and inf."""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    try:
+        if value is not None and not isinstance(value, (str, list, dict)) and value != value:
+            return None
+    except (TypeError, ValueError):
+        pass
+    return value.item() if hasattr(value, "item") else value

@@ -23,7 +23,8 @@ Truth:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -212,10 +213,15 @@ def write_store(path, truth: Truth | None = None, *, runs_dir=None, sweep: str =
                 **kwargs):
     """Simulate a sweep (``simulate_sweep(truth, **kwargs)``), write it through ``RunWriter`` and ingest it.
 
-    ``path``: the store file (or a Store). ``runs_dir``: where the run directories go
-    (default: ``<path>.runs`` beside the store). Returns the open ``Store``; the truth
-    used is in ``store.simulation_truth`` and the runs table in ``store.simulation_runs``.
+    ``path``: the store file (or a Store). ``runs_dir``: where the run directories go; by
+    default a temporary folder, removed once they are ingested (the store then holds all
+    they hold, and the same arguments simulate them again), so nothing is left beside the
+    store. Returns the open ``Store``; the truth used is in ``store.simulation_truth`` and
+    the runs table in ``store.simulation_runs``.
     """
+    if runs_dir is None:
+        with tempfile.TemporaryDirectory(prefix="moescale-sim-") as tmp:
+            return write_store(path, truth, runs_dir=Path(tmp) / "runs", sweep=sweep, progress=progress, **kwargs)
     from scaling.rundir import RunWriter
     from scaling.store import Store
 
@@ -230,7 +236,7 @@ def write_store(path, truth: Truth | None = None, *, runs_dir=None, sweep: str =
         kwargs.pop("active_effect", None)
     runs, metrics, evals = simulate_sweep(truth, **kwargs)
     store = path if isinstance(path, Store) else Store(path)
-    root = Path(runs_dir) if runs_dir is not None else Path(str(store.path) + ".runs")
+    root = Path(runs_dir)
     by_run_m = {k: g for k, g in metrics.groupby("run_id", sort=False)}
     by_run_e = {k: g for k, g in evals.groupby("run_id", sort=False)} if len(evals) else {}
     for r in runs.itertuples(index=False):

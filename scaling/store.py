@@ -36,13 +36,14 @@ Concurrency: every operation takes an inter-process file lock (``<store>.lock``)
 opens the DuckDB file only for its own duration, retrying with backoff while another
 process (say, a DuckDB shell) holds the file. So several ``moescale ingest`` processes
 can race on one store, and a notebook holding a ``Store`` does not block them between
-queries. ``Store(":memory:")`` keeps one in-process database instead.
+queries. ``Store(":memory:")`` keeps one in-process database instead. Reading needs no
+write access: a store in a read-only folder, or a read-only store file, opens read-only
+and is read without a lock file (``db sql``, ``db tables``, ``db export``, ``optimum``).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import time
@@ -61,11 +62,12 @@ from scaling.files import atomic_path
 # Re-exported: the schema and the input checks are part of the store's API.
 from scaling.schema import (  # noqa: F401
     CORE_TABLES, DERIVED_COLUMNS, DERIVED_VIEWS, MIGRATIONS, RESERVED_NAMES, RUN_COLUMNS, SCHEMA_VERSION,
-    eval_column_names, final_view_sql, quote, refresh_final, schema_sql, schema_version, sql_literal, table_names,
+    eval_column_names, final_view_sql, is_current, json_records, json_safe, quote, refresh_final, schema_sql,
+    schema_version, sql_literal, table_names,
 )  # fmt: skip
 from scaling.store_checks import (  # noqa: F401
     DUCKDB_MAGIC, DUCKDB_MAGIC_OFFSET, READ_ONLY_STATEMENTS,
-    check_export_path, check_statement, check_store_file, check_table_name,
+    check_export_path, check_statement, check_store_file, check_table_name, store_error,
 )  # fmt: skip
 
 DEFAULT_STORE = "moescale.duckdb"
@@ -74,41 +76,6 @@ DEFAULT_STORE = "moescale.duckdb"
 def default_path() -> str:
     """$MOESCALE_STORE, else ./moescale.duckdb."""
     return os.environ.get("MOESCALE_STORE") or DEFAULT_STORE
-
-
-def _json_safe(obj):
-    """JSON-ready copy: tuples to lists, numpy scalars to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def json_records(df: pd.DataFrame) -> list[dict]:
-    """The rows of a query result as JSON-ready dicts (what ``moescale db sql --json`` prints).
-
-    Floats stay exact (pandas' ``to_json`` rounds to 10 digits), NaN, NA and inf become
-    null, and times are ISO 8601 text.
-    """
-    return [{k: _json_value(v) for k, v in row.items()} for row in df.to_dict("records")]
-
-
-def _json_value(value):
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    try:
-        if value is not None and not isinstance(value, (str, list, dict)) and value != value:
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value.item() if hasattr(value, "item") else value
 
 
 # ----------------------------------------------------------------------------- the store
@@ -139,7 +106,9 @@ class Store:
             self._lock = FileLock(self.path + ".lock", timeout=timeout)
         self._checked = False
         self._active = None
-        with self.connect():  # create or migrate now, so errors surface at open
+        # check (create or migrate) now, so errors surface at open; an existing store is
+        # looked at read-only first, so a read-only store opens for reading
+        with self.connect(read_only=not self._memory and Path(self.path).exists()):
             pass
 
     @classmethod
@@ -231,27 +200,42 @@ class Store:
         if self._active is not None:
             yield self._active
             return
+        locked = self._take_lock(read_only)
+        try:
+            con = self._open(read_only=read_only)
+            if read_only and not self._checked and not is_current(con):
+                con.close()
+                with self.connect():  # create or migrate first, on a writable connection
+                    pass
+                con = self._open(read_only=True)
+            try:
+                if not self._checked:
+                    self._ensure_schema(con)
+                self._active = con
+                yield con
+            except duckdb.Error as exc:  # a damaged file, a full disk: one line naming the store
+                raise store_error(self.path, exc) from None
+            finally:
+                self._active = None
+                con.close()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _take_lock(self, read_only: bool) -> bool:
+        """Take the store's inter-process lock; True when taken. A read needs no lock file: where none
+        can be made (a read-only folder), it goes ahead without (DuckDB's own lock keeps writers out)."""
         try:
             self._lock.acquire()
         except Timeout:
             raise MoescaleError(
                 f"{self.path}: store is busy: could not take {self.path}.lock within {self.timeout:g} s"
             ) from None
-        try:
-            if read_only and not self._checked:
-                with self.connect():  # create or migrate first, on a writable connection
-                    pass
-            con = self._open(read_only=read_only)
-            try:
-                if not self._checked:
-                    self._ensure_schema(con)
-                self._active = con
-                yield con
-            finally:
-                self._active = None
-                con.close()
-        finally:
-            self._lock.release()
+        except OSError:
+            if not read_only:
+                raise
+            return False
+        return True
 
     def _ensure_schema(self, con) -> None:
         version = schema_version(con)
@@ -293,9 +277,17 @@ class Store:
             )
         self._checked = True
 
+    def verify(self) -> None:
+        """Read every column of every core table once; MoescaleError (one line) when the file
+        cannot be read back (a store cut short or damaged), so a command that would spend
+        hours before writing into it (``moescale sweep``) refuses it first."""
+        with self.connect(read_only=True) as con:
+            for table in CORE_TABLES:
+                con.execute(f"SELECT max(hash(COLUMNS(*))) FROM {quote(table)}").fetchall()
+
     def missing_views(self) -> list[str]:
         """The derived views (``final``) that are missing from the store."""
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             names = table_names(con)
         return [v for v in DERIVED_VIEWS if v not in names]
 
@@ -333,7 +325,7 @@ class Store:
 
     def tables(self) -> list[str]:
         """Names of the tables and views in the store, sorted."""
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             return sorted(table_names(con))
 
     def table_counts(self) -> pd.DataFrame:
@@ -343,7 +335,7 @@ class Store:
            name   kind  rows
           evals  table     0
         """
-        with self.connect():  # one connection for all the counts
+        with self.connect(read_only=True):  # one connection for all the counts
             df = self.sql(
                 "SELECT table_name AS name, lower(table_type) AS kind FROM information_schema.tables "
                 "WHERE table_schema = 'main' ORDER BY table_name"
@@ -438,7 +430,7 @@ class Store:
             ".ndjson": "FORMAT json",
         }[fmt]
         self._require(name)
-        with self.connect() as con:
+        with self.connect(read_only=True) as con:
             try:
                 with atomic_path(out) as tmp:
                     con.execute(f"COPY (SELECT * FROM {quote(name)}) TO {sql_literal(tmp)} ({options})")
@@ -467,10 +459,10 @@ class Store:
             fit_id,
             str(law),
             datetime.now(timezone.utc).replace(tzinfo=None),
-            json.dumps(_json_safe(spec or {})),
-            json.dumps(_json_safe(params or {})),
-            json.dumps(_json_safe(ci or {})),
-            _json_safe(float(objective)) if objective is not None else None,
+            json.dumps(json_safe(spec or {})),
+            json.dumps(json_safe(params or {})),
+            json.dumps(json_safe(ci or {})),
+            json_safe(float(objective)) if objective is not None else None,
             int(n_points) if n_points is not None else None,
             fingerprint,
         ]

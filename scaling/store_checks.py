@@ -19,6 +19,8 @@ from scaling.schema import RESERVED_NAMES
 DUCKDB_MAGIC_OFFSET, DUCKDB_MAGIC = 8, b"DUCK"
 #: Statement types a read-only query may be.
 READ_ONLY_STATEMENTS = ("SELECT",)
+#: Words of DuckDB IO errors that mean the file itself is cut short or corrupt.
+_DAMAGED = ("could not read enough bytes", "corrupt", "checksum", "truncated", "invalid block")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -88,3 +90,21 @@ def check_export_path(out: str | Path) -> str:
     if not Path(out).parent.is_dir():
         raise MoescaleError(f"{out}: folder {Path(out).parent} does not exist")
     return fmt
+
+
+def store_error(path, exc: BaseException, doing: str = "") -> MoescaleError:
+    """One-line MoescaleError for a DuckDB error that reading or writing the store file raised.
+
+    A full disk says "no space left on device"; an IO error (a file cut short, an unreadable
+    block) says the store is damaged or truncated; anything else names the store and DuckDB's
+    first line. ``doing`` prefixes what failed ("ingest failed, store unchanged").
+    """
+    text = first_line(exc)
+    head = f"{path}: " + (f"{doing}: " if doing else "")
+    if "no space left" in str(exc).lower() or getattr(exc, "errno", None) == 28:
+        return MoescaleError(f"{head}no space left on device ({text})")
+    if isinstance(exc, duckdb.IOException) and any(k in str(exc).lower() for k in _DAMAGED):
+        return MoescaleError(f"{head}cannot read the store: the file is damaged or truncated ({text})")
+    if isinstance(exc, duckdb.IOException):
+        return MoescaleError(f"{head}cannot read or write the store file ({text})")
+    return MoescaleError(f"{head}{text}")

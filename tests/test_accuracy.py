@@ -28,12 +28,17 @@ def test_active_flops_effect_and_tpp_peak(stores):
     assert set(res.kinds) == {"memorization", "reasoning"}
     q = _q(res, "reasoning", "active_flops")
     assert q.ci_low > 0 and q.ci_low <= 0.5 <= q.ci_high
-    assert q.verdict.startswith("at equal loss, more active compute raises reasoning accuracy")
+    # verdicts in scaling.verdicts' words (before issue 22 they read "at equal loss, more active compute ...")
+    assert q.verdict.startswith("supported: b_flops = ") and "excludes 0" in q.verdict
+    assert q.verdict.endswith("at equal loss, more active compute raises reasoning accuracy") and q["flags"] == ""
     peak = _q(res, "reasoning", "tpp_peak")
     assert peak.ci_low <= 20 <= peak.ci_high and peak.estimate == pytest.approx(20, rel=0.15)
-    assert "reasoning accuracy peaks at TPP" in peak.verdict
+    assert peak.verdict.startswith("supported: peak TPP = ") and peak.verdict.endswith("lies within [10, 40]")
     mem = _q(res, "memorization", "tpp_peak")
-    assert np.isnan(mem.estimate) and mem.verdict.startswith("no interior peak: memorization accuracy falls")
+    assert np.isnan(mem.estimate) and mem.verdict.startswith("undetermined: no interior peak: memorization accuracy falls")
+    assert mem["flags"] == mem.verdict.removeprefix("undetermined: ")
+    assert list(res.peaks["verdict"]) == list(res.questions[res.questions.question == "tpp_peak"]["verdict"])
+    assert all(m.flags == "" for m in res.models.values()) and "flag " not in res.summary()
     coef = res.coefficients.set_index(["kind", "term"])
     assert coef.loc[("reasoning", "loss"), "ci_low"] <= -2.5 <= coef.loc[("reasoning", "loss"), "ci_high"]
     # task kinds come from the evals table: the tasks of each kind
@@ -48,7 +53,7 @@ def test_no_active_flops_effect(stores):
     res = accuracy_models(stores[1], bootstrap=0, two_step=False)
     q = _q(res, "reasoning", "active_flops")
     assert q.ci_low <= 0 <= q.ci_high
-    assert q.verdict.startswith("no evidence that active compute changes reasoning accuracy at equal loss")
+    assert q.verdict.startswith("inconclusive: b_flops = ") and q.verdict.endswith("includes 0")
 
 
 def test_glm_matches_statsmodels_by_hand_and_batched_irls(stores):
@@ -96,3 +101,34 @@ def test_bad_input(stores):
         accuracy_models(final, evals, kinds=["other"])
     with pytest.raises(MoescaleError, match="has accuracy for 5 runs; its GLM needs at least 8"):
         accuracy_models(final.iloc[:5], evals, bootstrap=0)
+
+
+def test_peak_not_reached_and_separated_glm(stores):
+    """Issue 22 §2: a TPP-peak claim is "not testable" when the sampled TPP range does not reach [10, 40];
+    §1: a separated GLM (accuracy 1 below the median loss, 0 above) is flagged and its answers "undetermined"."""
+    final = stores[0].sql("SELECT * FROM final")
+    evals = stores[0].sql("SELECT * FROM evals")
+    low = final[final.tpp < 6]
+    res = accuracy_models(low, evals, bootstrap=10, two_step=False)
+    peak = _q(res, "reasoning", "tpp_peak")
+    tmax = low.tpp.max()
+    assert peak.verdict == (f"not testable: the sampled TPP range [{low.tpp.min():.3g}, {tmax:.3g}] does not reach "
+                            "[10, 40] around 20")
+    assert _q(res, "reasoning", "active_flops").verdict.startswith("supported: b_flops = ")
+    loss = dict(zip(final.run_id, final.val_loss))
+    acc = evals.metric == "accuracy"
+    sep = evals.copy()
+    sep.loc[acc, "value"] = [1.0 if loss.get(r, np.inf) < final.val_loss.median() else 0.0 for r in sep.loc[acc, "run_id"]]
+    res = accuracy_models(final, sep, bootstrap=10, two_step=False)
+    flag = "the reasoning GLM is separated (perfect prediction: a coefficient runs off to infinity)"
+    assert res.models["reasoning"].flags == flag
+    q = _q(res, "reasoning", "active_flops")
+    assert q.verdict == f"undetermined: {flag}" and q["flags"] == flag
+    assert _q(res, "reasoning", "tpp_peak").verdict.startswith(f"undetermined: {flag}")
+    assert f"flag reasoning: {flag}" in res.summary() and res.to_json()["models"]["reasoning"]["flags"] == flag
+
+
+@pytest.mark.parametrize("alpha", [2.0, 0.0, float("nan"), -0.5])
+def test_alpha_outside_its_range_is_one_line(stores, alpha):
+    with pytest.raises(MoescaleError, match=r"^alpha = .*: must be in \(0, 0.5\]"):
+        accuracy_models(stores[0], bootstrap=0, alpha=alpha, two_step=False)

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scaling.claims import CLAIMS, EFFECT, _nonzero_verdict
 from scaling.claims import test_claims as run_claims
 from scaling.errors import MoescaleError
 from scaling.final import final_runs
@@ -34,13 +35,18 @@ def test_lam_positive_is_detected(pos_result):
     assert res.n_runs == 60 and res.excluded == {"diverged": 2, "failed": 1}
     lam = _row(res, "lam")
     assert lam.p_value < 0.01 and lam.ci_low > 0 and lam.estimate == pytest.approx(0.04, abs=0.02)
-    assert lam.verdict.startswith("n_exp penalty lam =") and "more experts at fixed N_total and s cost loss" in lam.verdict
+    # verdicts in scaling.verdicts' words, "word: reason" (they read "n_exp penalty lam = ..." before issue 22)
+    assert lam.verdict.startswith("supported: lam = ") and "excludes 0" in lam.verdict
+    assert "more experts at fixed N_total and s cost loss" in lam.verdict
     assert lam.delta_aic > 0
     gamma = _row(res, "gamma")
     assert gamma.p_value < 1e-6 and gamma.ci_low > 0 and "higher sparsity costs loss" in gamma.verdict
+    assert gamma.verdict.startswith("supported: gamma = ")
     assert gamma.ci_low <= 0.08 <= gamma.ci_high
     act = _row(res, "alpha_active")
     assert act.delta_aic > 10 and "N_total and s fit better than N_active" in act.verdict
+    assert act.verdict.startswith(f"supported: ΔAIC(N_active − moe) = {act.delta_aic:.3g} ≥ 2")
+    assert list(res.table["claim"]) == [CLAIMS["gamma"], CLAIMS["lam"], CLAIMS["alpha_active"]]
     assert res.holdout_budget == pytest.approx(3e14, rel=0.05)
     # the full law extrapolates to the held-out largest budget better than the N_total-only one
     assert gamma.extrapolation_error_full < gamma.extrapolation_error
@@ -52,7 +58,8 @@ def test_lam_zero_is_not_rejected(stores):
     res = run_claims(stores[1], bootstrap=50, seed=0, extrapolation=False)
     lam = _row(res, "lam")
     assert lam.p_value > 0.05 and lam.ci_low <= 0 <= lam.ci_high
-    assert "consistent with n_experts and top_k entering only through s" in lam.verdict
+    # an interval that holds 0 but is wider than the effect size decides nothing (it read "consistent with ...")
+    assert lam.verdict.startswith("inconclusive: lam = ") and "includes 0" in lam.verdict
     assert _row(res, "gamma").p_value < 1e-6
 
 
@@ -99,3 +106,63 @@ def test_bad_input(stores, tmp_path):
     k1 = df[df.top_k == 1]
     res = run_claims(k1, bootstrap=0, extrapolation=False)
     assert _row(res, "lam").verdict.startswith("not testable")
+
+
+def test_every_parameter_of_every_variant_has_an_interval_and_a_status(stores, pos_result):
+    """Issue 22 §1: the bootstrap gives every free parameter of every variant a percentile interval,
+    judged by scaling.identify; on the 60-run truth store all are identified and no fit is flagged."""
+    res = pos_result
+    ident = res.identifiability
+    assert list(ident.columns) == ["variant", "parameter", "estimate", "ci_low", "ci_high", "status", "reason"]
+    free = {n: [p for p in f.law.params if p not in f.fixed] for n, f in res.fits.items()}
+    assert {n: list(g["parameter"]) for n, g in ident.groupby("variant", sort=False)} == free
+    assert np.isfinite(ident[["ci_low", "ci_high"]].to_numpy()).all()
+    assert (ident["ci_low"] < ident["ci_high"]).all() and (ident["status"] == "identified").all()
+    assert res.flags == {n: "" for n in res.fits} and list(res.variants["flags"]) == [""] * len(res.fits)
+    # the full law's interval is the percentile of its stored refits; another variant's comes from its own
+    gamma = ident[(ident.variant == "moe") & (ident.parameter == "gamma")].iloc[0]
+    lo, hi = np.percentile(res.bootstrap_params.loc[res.bootstrap_params.converged, "gamma"], [2.5, 97.5])
+    assert (gamma.ci_low, gamma.ci_high) == pytest.approx((lo, hi), rel=1e-12)
+    g0 = ident[(ident.variant == "moe_lam0") & (ident.parameter == "gamma")].iloc[0]
+    assert g0.estimate == pytest.approx(res.fits["moe_lam0"].params["gamma"]) and (g0.ci_low, g0.ci_high) != (lo, hi)
+    assert "flags: none" in res.summary()
+    js = res.to_json()
+    assert len(js["identifiability"]) == len(ident) and js["flags"] == res.flags
+
+
+def test_a_store_that_cannot_decide_gets_no_decided_verdict(tmp_path):
+    """Issue 22 "done when": few noisy runs with no sparsity effect (gamma = lam = 0): no claim reads
+    supported or contradicted, each says why; unidentified or degenerate fits are flagged in the summary,
+    the variants table and the JSON."""
+    st = write_store(tmp_path / "few.duckdb", Truth(gamma=0.0, lam=0.0, noise=0.03), n_runs=20, seed=3)
+    res = run_claims(st, bootstrap=20, seed=0, extrapolation=False)
+    st.close()
+    words = [v.split(":")[0] for v in res.table["verdict"]]
+    assert words == ["inconclusive", "inconclusive", "undetermined"], res.summary()
+    gamma = _row(res, "gamma")
+    assert f"but is wider than ±{EFFECT['gamma']:g}" in gamma.verdict and gamma.ci_low < 0 < gamma.ci_high
+    act = _row(res, "alpha_active")
+    assert "the active fit is degenerate: asymptote E = " in act.verdict and np.isfinite(act.delta_aic)
+    assert res.flags["active"].startswith("not identified: alpha (not identified)")
+    assert f"flag active: {res.flags['active']}" in res.summary()
+    assert res.variants.set_index("variant").loc["active", "flags"] == res.flags["active"]
+    assert res.to_json()["flags"]["active"] == res.flags["active"]
+
+
+@pytest.mark.parametrize("alpha", [2.0, 0.0, float("nan"), -0.5, 0.51, "x"])
+def test_alpha_outside_its_range_is_one_line(stores, alpha):
+    """Issue 18: alpha = 2 inverted the intervals, alpha = 0 said "no evidence" at p = 5.7e-43."""
+    with pytest.raises(MoescaleError, match=r"^alpha = .*: must be in \(0, 0.5\]") as err:
+        run_claims(stores[0], bootstrap=0, alpha=alpha)
+    assert "\n" not in str(err.value)
+
+
+def test_nonzero_claim_words():
+    """A "!= 0" claim: an interval excluding 0 supports it, one inside ±effect contradicts it, else inconclusive."""
+    assert str(_nonzero_verdict("lam", 0.03, 0.02, 0.04, effect=0.01)) == "supported: lam = 0.03 [0.02, 0.04] excludes 0"
+    assert _nonzero_verdict("lam", -0.03, -0.04, -0.02, effect=0.01).word == "supported"
+    assert str(_nonzero_verdict("lam", 0.001, -0.005, 0.006, effect=0.01)) == (
+        "contradicted: lam = 0.001 [-0.005, 0.006] lies inside ±0.01")
+    assert _nonzero_verdict("lam", 0.001, -0.05, 0.06, effect=0.01).word == "inconclusive"
+    assert str(_nonzero_verdict("lam", 0.001, -0.005, 0.006, effect=0.01, unidentified="lam sits on its bound")) == (
+        "undetermined: lam sits on its bound")

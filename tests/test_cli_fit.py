@@ -172,3 +172,34 @@ def test_progress_bar_and_track_are_silent_when_disabled(capsys):
             update(done, 3)
     assert list(track(items, "parsing")) == items
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- issue 18: fit final --law moe without --map
+
+
+def test_moe_on_final_without_map_uses_the_documented_mapping(tmp_path, capsys):
+    from scaling.fitting import default_x
+    from scaling.laws import MOE_X, get_law
+    from scaling.simulate import write_store
+
+    path = tmp_path / "s.duckdb"
+    write_store(path, n_runs=24, seed=2).close()
+    code, out, err = _main(["fit", "final", "--store", path, "--law", "moe", "--json", tmp_path / "f.json"], capsys)
+    assert code == 0, err
+    from scaling.store import Store
+
+    fits = Store(path).sql("SELECT spec, params FROM fits")
+    assert len(fits) == 1 and json.loads(fits.spec[0])["x"] == MOE_X
+    assert MOE_X == {"N": "n_total", "s": "sparsity", "n_exp": "n_experts", "D": "tokens"}
+    # the same fit with the mapping spelled out gives the same parameters
+    code, out2, err = _main(["fit", "final", "--store", path, "--law", "moe", *[f"--map={k}={v}" for k, v in MOE_X.items()],
+                             "--json", tmp_path / "g.json"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "g.json").read_text())["params"] == json.loads((tmp_path / "f.json").read_text())["params"]
+    # a law without a documented mapping onto final: say which --map is missing, one line
+    code, out, err = _main(["fit", "final", "--store", path, "--law", "chinchilla"], capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "law 'chinchilla': no column named N, D in final and no mapping given: give --map N=SQL --map D=SQL" in err
+    # a variable's own column still wins over the final mapping
+    assert default_x(get_law("moe"), ["N", "s", "n_exp", "D", "n_total", "sparsity", "n_experts", "tokens"]) == {
+        "N": '"N"', "s": '"s"', "n_exp": '"n_exp"', "D": '"D"'}

@@ -200,3 +200,156 @@ def test_a_closed_pipe_ends_the_command_quietly(tmp_path):
     proc.stdout.close()  # 200,000 lines are far more than a pipe holds: the next writes fail
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141 and stderr == ""
+
+
+# ----------------------------------------------------------------------------- long commands
+# train and sweep get mutated RUN.yaml and sweep files (a tiny model, so a valid mutation
+# trains in a second); demo gets drawn arguments with its training stood in for. Each: exit 0
+# or 2, one line on error, and on exit 2 no run directory, no store and no sweep file left.
+
+TINY_RUN = {
+    "architecture": {"d_model": 32, "n_layers": 1, "n_heads": 2, "d_ff": 64, "n_experts": 2, "top_k": 1,
+                     "vocab_size": 512, "seq_len": 32},
+    "tokens": 256, "seed": 0,
+    "data": {"kind": "synthetic", "n_people": 4, "exposures": 2, "train_tokens": 4096, "val_tokens": 512,
+             "eval_examples": 8},
+    "batch_tokens": 128, "log_interval": 1, "eval_interval": 2, "eval_examples": 8, "checkpoint_interval": 2,
+}  # fmt: skip
+HOSTILE = [-1, 0, 1, 2**70, 1e30, 1e-30, 3.5, "abc", "", None, [], {}, True, "parquet", "cuda", "nan"]
+
+
+def _key_paths(tree, prefix=()):
+    for k, v in tree.items():
+        yield prefix + (k,)
+        if isinstance(v, dict):
+            yield from _key_paths(v, prefix + (k,))
+
+
+@st.composite
+def mutated_yaml(draw, base: dict) -> bytes:
+    """YAML text of ``base`` with one to three mutations: a key set to a hostile value, a key
+    dropped, an unknown key added, or the text itself damaged (a duplicated line, a byte that is
+    not UTF-8, a cut)."""
+    import copy
+
+    import yaml
+
+    tree = copy.deepcopy(base)
+    paths = list(_key_paths(tree))
+    for _ in range(draw(st.integers(1, 3))):
+        kind = draw(st.sampled_from(["set", "set", "drop", "add"]))
+        path = draw(st.sampled_from(paths))
+        node = tree
+        for k in path[:-1]:
+            node = node.get(k) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or path[-1] not in node:
+            continue
+        if kind == "set":
+            node[path[-1]] = draw(st.sampled_from(HOSTILE))
+        elif kind == "drop":
+            del node[path[-1]]
+        else:
+            node["no_such_key"] = draw(st.sampled_from(HOSTILE))
+    text = yaml.safe_dump(tree, sort_keys=False).encode()
+    damage = draw(st.sampled_from(["none", "none", "duplicate", "bytes", "cut"]))
+    lines = text.splitlines(keepends=True)
+    if damage == "duplicate" and lines:
+        i = draw(st.integers(0, len(lines) - 1))
+        lines.insert(i, lines[i])
+        text = b"".join(lines)
+    elif damage == "bytes":
+        text = text + b"# \xff\xfe\n"
+    elif damage == "cut" and len(text) > 2:
+        text = text[: draw(st.integers(1, len(text) - 1))]
+    return text
+
+
+def _check_long(argv, folder, made):
+    code, out, err = _run(argv, folder)
+    assert code in (0, 2), (argv, code, err[-2000:])
+    assert "Traceback" not in err, (argv, err[-2000:])
+    if code == 2:
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+        left = [p for p in made if p.exists() and (p.is_file() or any(p.iterdir()))]
+        assert not left, (argv, err, left)
+    return code
+
+
+FUZZ = settings(max_examples=10, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def test_mutated_run_files_train_or_are_refused_with_one_line(tmp_path):
+    import yaml
+
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "run.yaml").write_text(yaml.safe_dump(TINY_RUN))
+    argv = ["train", "run.yaml", "--out", "runs", "--quiet", "--threads", "1"]
+    assert _check_long(argv, tmp_path / "base", []) == 0  # the unmutated file trains
+    counter = iter(range(10**6))
+
+    @FUZZ
+    @given(text=mutated_yaml(TINY_RUN))
+    def check(text):
+        folder = tmp_path / f"ex{next(counter)}"
+        folder.mkdir()
+        (folder / "run.yaml").write_bytes(text)
+        _check_long(["train", "run.yaml", "--out", "runs", "--quiet", "--threads", "1"], folder, [folder / "runs"])
+
+    check()
+
+
+def test_mutated_sweep_files_run_or_are_refused_with_one_line(tmp_path):
+    from scaling.architecture import Architecture
+    from scaling.planner import PlannedRun
+
+    a = TINY_RUN["architecture"]
+    run = PlannedRun.create(Architecture(**a), 256, 0, compute=None)
+    base = {"name": "fuzz", "train": {k: v for k, v in TINY_RUN.items() if k not in ("architecture", "tokens", "seed")},
+            "runs": [{k: v for k, v in run.to_dict().items() if k != "derived"}]}
+    counter = iter(range(10**6))
+
+    @FUZZ
+    @given(text=mutated_yaml(base))
+    def check(text):
+        folder = tmp_path / f"ex{next(counter)}"
+        folder.mkdir()
+        (folder / "sweep.yaml").write_bytes(text)
+        argv = ["sweep", "sweep.yaml", "--store", "s.duckdb", "--out", "runs", "--workers", "1", "--threads", "1",
+                "--quiet"]
+        _check_long(argv, folder, [folder / "runs", folder / "s.duckdb"])
+
+    check()
+
+
+def test_demo_arguments_exit_0_or_2_before_any_training(tmp_path, monkeypatch):
+    import scaling.demo
+    from scaling.errors import MoescaleError
+
+    def no_training(*args, **kwargs):
+        raise MoescaleError("training stood in for by the fuzz test")
+
+    monkeypatch.setattr(scaling.demo, "train_sweep", no_training)
+    options = ["--out", "--workers", "--preset", "--seed", "--bootstrap"]
+    counter = iter(range(10**6))
+
+    @FUZZ
+    @given(pairs=st.lists(st.tuples(st.sampled_from(options), st.sampled_from(VALUES + ["cpu-study", "gpu-small"])),
+                          min_size=1, max_size=4))
+    def check(pairs):
+        folder = tmp_path / f"ex{next(counter)}"
+        folder.mkdir()
+        argv = ["demo", "--quiet"] if "--quiet" in LEAVES[("demo",)].format_help() else ["demo"]
+        for opt, val in pairs:
+            argv += [opt, val.format(tmp=folder, missing=folder / "missing")]
+        code, out, err = _run(argv, folder)
+        assert code in (0, 2), (argv, code, err[-2000:])
+        assert "Traceback" not in err, (argv, err[-2000:])
+        if code == 2:
+            lines = err.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), (argv, err)
+            if "stood in for" not in err:  # refused before any work: no demo folder or store
+                assert not list(folder.rglob("*.duckdb")), (argv, err)
+
+    check()

@@ -52,12 +52,12 @@ def test_run_id_changes_with_the_synthetic_format(monkeypatch):
 
 
 def test_run_id_changes_with_the_model_version(monkeypatch):
-    # A change to what the model computes (runner.model.MODEL_VERSION): no old run is reused.
-    import runner.model as model
+    # A change to what the model computes (runner.config.MODEL_VERSION): no old run is reused.
+    import runner.config as config_module
 
     c = TrainConfig(architecture=Architecture(**ARCH), tokens=1024, data={"kind": "bin", "path": "x"})
     before = c.run_id
-    monkeypatch.setattr(model, "MODEL_VERSION", model.MODEL_VERSION + 1)
+    monkeypatch.setattr(config_module, "MODEL_VERSION", config_module.MODEL_VERSION + 1)
     assert c.run_id != before
 
 

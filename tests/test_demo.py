@@ -10,6 +10,16 @@ from scaling import demo
 from scaling.cli import main
 
 
+def _claims_listed(text: str, analysis) -> None:
+    """Every seed-paper claim of ``paper_comparison`` is a line of the summary, with its verdict."""
+    from scaling.papers import paper_comparison
+
+    table = paper_comparison(analysis)
+    assert len(table) == 6
+    for r in table.itertuples(index=False):
+        assert f"  [{r.verdict}] {r.paper}: {r.claim} ({r.ours})" in text.splitlines()
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """A report of the shared store with the figures left out (the summary reads only their counts)."""
@@ -33,7 +43,7 @@ def test_demo_summary_and_helpers(report, tmp_path, monkeypatch):
     assert f"report   {res.html}" in text and "chinchilla_epoch: not found (set MOESCALE_DATA" in text
     for line in fx.analysis.headline():
         assert f"  {line}" in text
-    assert text.count("[agrees]") == 6
+    _claims_listed(text, fx.analysis)
     js = result.to_json()
     assert js["n_runs"] == 18 and js["report"]["html"] == str(res.html) and len(js["papers"]) == 6
     assert js["headline"] == fx.analysis.headline() and js["public"] == {"chinchilla_epoch": None, "clark_routing": None}
@@ -73,7 +83,7 @@ def test_run_demo_wires_plan_train_analysis_and_report(tmp_path, monkeypatch):
 
     def draw_all(store, out, analysis, **kw):
         calls["draw"].append((out, analysis, kw["public"]))
-        return DrawResult(out=out)
+        return DrawResult(out=out, skipped=dict(kw["public_skipped"]))
 
     monkeypatch.setattr(demo, "train_sweep", train)
     monkeypatch.setattr("scaling.analysis.analyze", analyze)
@@ -83,7 +93,8 @@ def test_run_demo_wires_plan_train_analysis_and_report(tmp_path, monkeypatch):
     res = demo.run_demo(d, workers=1, bootstrap=7, quiet=True, progress=said.append)
     assert calls["train"] == [("cpu-tiny.yaml", d / "moescale.duckdb", 1, True)]
     assert calls["analyze"] == [(str(d / "moescale.duckdb"), {"bootstrap": 7, "seed": 0})]
-    assert calls["draw"] == [(d / "report" / "figures", fx.analysis, False)]
+    # the public figures are asked for; those whose data is missing are skipped saying so, not "not asked for"
+    assert calls["draw"] == [(d / "report" / "figures", fx.analysis, True)]
     assert said[0] == f"planned 18 runs of cpu-tiny into {d / 'cpu-tiny.yaml'}"
     assert "sweep: 12 runs finished" in said and said[-1] == "figures and report"
     assert res.report.analysis is fx.analysis and res.report.html.is_file()
@@ -92,4 +103,58 @@ def test_run_demo_wires_plan_train_analysis_and_report(tmp_path, monkeypatch):
     assert f"moescale report --store {d / 'moescale.duckdb'} --out {d / 'report'} --bootstrap 7 --seed 0" in md
     text = res.summary()
     assert text.startswith("demo: done in ") and "  public   clark_routing: not found" in text
-    assert text.count("[agrees]") == 6
+    assert "  clark_experts: its dataset clark_routing was not found (set MOESCALE_DATA" in text
+    assert "not asked for" not in text
+    _claims_listed(text, fx.analysis)
+
+
+def _cli(argv) -> int:
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        return exc.code
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_demo_refuses_bad_arguments_before_any_work(tmp_path, monkeypatch, capsys):
+    def train(*a, **kw):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(demo, "train_sweep", train)
+    d = tmp_path / "d"
+    assert _cli(["demo", "--out", str(d), "--seed", "-1"]) == 2
+    assert "--seed: -1 must be >= 0" in _one_line(capsys) and not d.exists()
+    with pytest.raises(demo.MoescaleError, match="seed = -1"):
+        demo.run_demo(d, seed=-1)
+    with pytest.raises(demo.MoescaleError, match="bootstrap = -2"):
+        demo.run_demo(d, bootstrap=-2)
+    assert _cli(["demo", "--out", str(d), "--preset", "no-such-preset"]) == 2
+    assert "no-such-preset" in _one_line(capsys) and not d.exists()
+
+
+def test_demo_surfaces_a_sweep_the_runner_refuses(tmp_path, monkeypatch, capsys):
+    """``demo --preset gpu-small`` on a CPU: the sweep runner refuses every run before the first starts (a
+    MoescaleError); the demo says that in one line, exit 2, with no store created."""
+    monkeypatch.setenv("MOESCALE_DATA", str(tmp_path / "none"))
+    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path / "cache"))
+
+    def refuse(sweep_path, store, runs, **kw):
+        raise demo.MoescaleError("run d64-e8: device cuda: CUDA is not available on this machine")
+
+    monkeypatch.setattr(demo, "train_sweep", refuse)
+    d = tmp_path / "d"
+    assert _cli(["demo", "--out", str(d), "--quiet"]) == 2
+    err = _one_line(capsys)
+    assert "CUDA is not available" in err and "no such store file" not in err
+    assert not (d / "moescale.duckdb").exists()
+    # a sweep that finished no run (every run failed) is said as such, not as a missing store file
+    monkeypatch.setattr(demo, "train_sweep", lambda *a, **kw: "sweep: 0 runs finished, 18 failed")
+    assert _cli(["demo", "--out", str(d), "--quiet"]) == 2
+    err = _one_line(capsys)
+    assert "the sweep finished no run" in err and "no such store file" not in err
+    assert not (d / "moescale.duckdb").exists()

@@ -60,3 +60,19 @@ def test_remove_stale_temps_removes_only_atomic_temp_files(tmp_path):
     removed = remove_stale_temps(tmp_path)
     assert sorted(p.name for p in removed) == [".fig.pdf.ab12cd.tmp.pdf", ".run.json.x1.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "fig.pdf"]
+
+
+def test_atomic_dir_appears_whole_or_not_at_all(tmp_path):
+    from scaling.files import atomic_dir
+
+    target = tmp_path / "ckpt"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "half.bin").write_bytes(b"x")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+    target.mkdir()  # an empty folder may be replaced
+    with atomic_dir(target) as tmp:
+        (tmp / "model.safetensors").write_bytes(b"w")
+    assert sorted(p.name for p in target.iterdir()) == ["model.safetensors"]
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]

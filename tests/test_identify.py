@@ -67,3 +67,9 @@ def test_fit_flags_is_one_line_naming_each_problem():
     assert "\n" not in text
     ok = {"e": 0.5, "a": 5.0, "b": 5.0, "alpha": 0.3, "beta": 0.3, "gamma": 0.1, "lam": 0.02}
     assert fit_flags(_Fake(ok), {"gamma": (0.05, 0.15), "lam": (0.0, 0.04)}) == ""
+
+
+def test_a_log_coefficient_known_only_within_a_huge_factor_is_not_identified():
+    params = {"e": 0.5, "a": 5.0, "b": 5.0, "alpha": 0.3, "beta": 0.3, "gamma": 0.1, "lam": 0.02}
+    status = {c.name: c.status for c in check_parameters(_Fake(params), {"e": (-22.6, 0.91), "a": (4.0, 6.0)})}
+    assert status["e"] == "not identified" and status["a"] == "identified"

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import warnings
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -303,3 +304,94 @@ def test_ingest_through_the_cli_with_int64_overflow_is_one_line(tmp_path, capsys
     assert main(["ingest", str(d), "--store", str(tmp_path / "s.duckdb")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "beyond the 64-bit integer range" in err
+
+
+# ----------------------------------------------------------------------------- issue 18: backwards, full disk, damaged store
+
+
+def test_an_older_partial_copy_never_replaces_a_finished_run(tmp_path, capsys):
+    from scaling.cli import main
+
+    store = tmp_path / "s.duckdb"
+    done = write_run(tmp_path / "new", "r0", n_steps=8)
+    partial = write_run(tmp_path / "old", "r0", n_steps=4, status="running")  # a copy taken mid-run
+    ingest(store, [done], progress=False)
+    with Store(store) as s:
+        before = snapshot(s)
+        with pytest.raises(MoescaleError, match=r"old/r0: run 'r0' would go backwards in the store \(status "
+                           r"finished -> running, 20 -> 10 metric rows, last step 8 -> 4\).*--replace"):
+            ingest(s, [partial])
+        assert snapshot(s) == before
+    # through the CLI: one line, exit 2, the finished run still in final
+    assert main(["ingest", str(partial), "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "would go backwards" in err
+    assert Store(store).sql("SELECT run_id, tokens FROM final").values.tolist() == [["r0", 800]]
+    # a finished copy with fewer steps is refused too; --replace replaces it
+    short = write_run(tmp_path / "short", "r0", n_steps=6)
+    with pytest.raises(MoescaleError, match=r"20 -> 15 metric rows, last step 8 -> 6"):
+        ingest(store, [short], progress=False)
+    assert main(["ingest", str(partial), "--store", str(store), "--replace"]) == 0
+    assert "replaced 1" in capsys.readouterr().out
+    assert Store(store).sql("SELECT status FROM runs").status.tolist() == ["running"]
+    assert Store(store).sql("SELECT count(*) AS n FROM final").n[0] == 0
+
+
+def test_a_restarted_unfinished_run_may_have_fewer_steps(tmp_path):
+    """A running or failed run in the store is replaced by any copy: a restart from a checkpoint drops steps."""
+    with Store(tmp_path / "s.duckdb") as s:
+        ingest(s, [write_run(tmp_path / "a", "r0", n_steps=8, status="failed")])
+        assert ingest(s, [write_run(tmp_path / "b", "r0", n_steps=4, status="running")]).replaced == ["r0"]
+        assert s.sql("SELECT max(step) AS m FROM metrics").m[0] == 4
+
+
+class _DiskFull:
+    """A DuckDB connection whose COMMIT fails as on a full disk (DuckDB has rolled back by then)."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def execute(self, query, *args):
+        if query.strip().upper() == "COMMIT":
+            self._con.execute("ROLLBACK")
+            raise duckdb.TransactionException(
+                'TransactionContext Error: Failed to commit: could not write file "s.duckdb.wal": No space left on device')
+        return self._con.execute(query, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_a_full_disk_says_no_space_left_and_leaves_the_store_unchanged(tmp_path, monkeypatch, capsys):
+    from contextlib import contextmanager
+
+    from scaling.cli import main
+
+    store = tmp_path / "s.duckdb"
+    ingest(store, [write_run(tmp_path, "r0")], progress=False)
+    before = snapshot(Store(store))
+    real = Store.connect
+
+    @contextmanager
+    def connect(self, read_only=False):
+        with real(self, read_only) as con:
+            yield _DiskFull(con)
+
+    monkeypatch.setattr(Store, "connect", connect)
+    assert main(["ingest", str(write_run(tmp_path, "r1")), "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {store}: ingest failed, store unchanged: no space left on device")
+    monkeypatch.undo()
+    assert snapshot(Store(store)) == before
+
+
+def test_ingest_into_a_truncated_store_is_one_line(tmp_path, capsys):
+    from scaling.cli import main
+
+    store = tmp_path / "s.duckdb"
+    ingest(store, [write_run(tmp_path, f"r{i}", n_steps=400) for i in range(4)], progress=False)
+    with open(store, "r+b") as fh:
+        fh.truncate(store.stat().st_size // 2)
+    assert main(["ingest", str(write_run(tmp_path / "more", "r9")), "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {store}: ") and "damaged or truncated" in err, err

@@ -64,8 +64,18 @@ def test_recovered_optimum_matches_the_truth(sims, name):
     if name == "dense":
         assert (res.best.sparsity == 1).all()
         assert res.best.edge.str.contains("lowest sparsity").all()
+        # dense is a natural end, not a grid edge: the truth's optimum is stated, won by >= 80% of resamples
+        assert res.best.determined.all() and (res.best.sparsity_share >= 0.8).all() and (res.best.why == "").all()
     if name == "sparse":
         assert (res.best[res.best.objective == "loss"].sparsity == 32).all()
+        # 32 is the grid's highest sparsity: the optimum may lie beyond it, so nothing is stated
+        loss = res.best[res.best.objective == "loss"]
+        assert not loss.determined.any() and loss.why.str.contains("highest sparsity of the grid").all()
+        assert res.summary().count("undetermined (") == (~res.best.arch_determined).sum() >= len(loss)
+    # the law fits its own truth: about 5% of runs outside their 95% prediction interval, no budget misfits
+    assert res.fit_check["law"] == "moe" and res.fit_check["n_runs"] == 66 and res.fit_check["flags"] == ""
+    assert res.fit_check["outside_share"] <= 0.15 and not res.best.lack_of_fit.any()
+    assert (res.trend.n_boot == 60).all()
     # frequencies are shares of the resamples, per budget and objective
     sums = res.frequency.groupby(["objective", "compute"])["share"].sum()
     np.testing.assert_allclose(sums, 1.0)
@@ -124,6 +134,32 @@ def test_bad_input(sims, tmp_path):
         find_optimum(final.iloc[:5], [1e14], bootstrap=0)
 
 
+def test_no_optimum_on_a_store_that_learned_nothing(tmp_path):
+    """Few runs and a loss that does not depend on size, sparsity or tokens (the demo's case): no
+    optimum is stated, and each row says why."""
+    store = write_store(tmp_path / "flat.duckdb", Truth(A=1e-4, B=1e-4, noise=0.03), n_runs=18, seed=5)
+    try:
+        res = find_optimum(store, COMPUTE, bootstrap=40, seed=0)
+    finally:
+        store.close()
+    assert not res.best.determined.any() and not res.best.arch_determined.any()
+    assert (res.best.why != "").all()
+    assert "undetermined (" in res.summary()
+    payload = res.to_json()
+    assert all(r["determined"] is False and r["why"] for r in payload["best"])
+
+
+def test_request_errors_are_one_line_before_any_fit(sims):
+    store = sims["sparse"]
+    with pytest.raises(MoescaleError, match="compute budget 'abc' is not a number"):
+        find_optimum(store, ["abc"], bootstrap=0)
+    with pytest.raises(MoescaleError, match="widen n_experts: 'a' is not a positive integer"):
+        find_optimum(store, [1e14], widen={"n_experts": ["a"]}, bootstrap=0)
+    with pytest.raises(MoescaleError, match="widen top_k 64: top_k 64 exceeds every n_experts"):
+        find_optimum(store, [1e14], widen={"top_k": [64]}, bootstrap=0)
+    assert len(find_optimum(store, 1e14, bootstrap=0).best) == 1  # a scalar budget is one budget
+
+
 def _moescale(*argv):
     from scaling.cli import main
 
@@ -141,6 +177,16 @@ def test_cli_store_source(sims, tmp_path, capsys):
     api = find_optimum(path, [1e14, 3e14], objective=["loss", "reasoning"], bootstrap=40, seed=0)
     assert [r["arch"] for r in payload["best"]] == list(api.best.arch)
     assert [r["frequency"] for r in payload["best"]] == pytest.approx(list(api.best.frequency))
+    assert [r["determined"] for r in payload["best"]] == list(api.best.determined)
+    assert payload["fit_check"]["outside_share"] == pytest.approx(api.fit_check["outside_share"])
+
+
+def test_cli_store_defaults_to_the_stores_budgets(sims, tmp_path, capsys):
+    out = tmp_path / "best.json"
+    assert _moescale("optimum", "--store", sims["dense"].path, "--bootstrap", "10", "--json", str(out),
+                     "--where", "sweep = 'sim'") == 0
+    assert [r["compute"] for r in json.loads(out.read_text())["best"]] == COMPUTE
+    assert "C = 3e+13 loss: L4-" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -149,6 +195,12 @@ def test_cli_store_source(sims, tmp_path, capsys):
     (["--compute", "abc"], "--compute: 'abc' is not a number"),
     (["--compute", "1e14", "--bootstrap", "-1"], "--bootstrap: -1 must be >= 0"),
     (["--compute", "1e14", "--memory", "10"], "no architecture of the grid has N_total <= 10"),
+    (["--compute", "1e14", "--memory", "-5"], "--memory: -5 must be > 0"),
+    (["--compute", "1e14", "--top-k", "64"], "top_k 64 exceeds every n_experts of the grid (largest 32)"),
+    (["--compute", "1e14", "--d-model", "100"], "d_model 100 is not a multiple of the head dim 32"),
+    (["--compute", "1e14", "--n-experts", "1000000000"], "over 1000 times the runs' largest"),
+    (["--compute", "1e14", "--sweep", "other"], "sweep 'other' is not in the store (sweeps: sim)"),
+    (["--compute", "1e14", "--where", "no_such_column > 1"], "where 'no_such_column > 1':"),
 ])
 def test_cli_store_errors(sims, tmp_path, capsys, argv, message):
     assert _moescale("optimum", "--store", sims["sparse"].path, *argv) == 2

@@ -270,3 +270,42 @@ def test_plan_grid_takes_a_preset_or_axes_but_not_both():
         plan_grid(axes={"d_model": (256,)})
     with pytest.raises(MoescaleError, match="either compute budgets or tokens"):  # budgets are checked first
         plan_grid(axes={"d_model": (256,)}, compute=(1e15,), tokens=1e6)
+
+
+def test_sweep_file_not_utf8_or_with_a_key_twice_is_one_line(tmp_path):
+    from scaling.planner import load_yaml
+
+    text = plan("cpu-tiny").to_yaml()
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes(text.encode() + b"# r\xe9sum\xe9\n")
+    with pytest.raises(MoescaleError, match=rf"^sweep {bad}: not UTF-8 text \(byte 0xe9 at offset {len(text.encode()) + 3}\)$"):
+        Sweep.from_yaml(bad)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(text.replace("name: cpu-tiny\n", "name: cpu-tiny\nname: other\n", 1))
+    with pytest.raises(MoescaleError, match=rf"^sweep {twice}:2:1: not valid YAML \(duplicate key 'name' \(first given on line 1\)\)$"):
+        Sweep.from_yaml(twice)
+    # nested mappings too; YAML merge keys ("<<") may still be overridden
+    with pytest.raises(MoescaleError, match=r"^t:3:3: not valid YAML \(duplicate key 'lr' \(first given on line 2\)\)$"):
+        load_yaml("train:\n  lr: 1\n  lr: 2\n", "t")
+    assert load_yaml("a: &A {x: 1, y: 2}\nb: {<<: *A, x: 3}\n", "t") == {"a": {"x": 1, "y": 2}, "b": {"x": 3, "y": 2}}
+
+
+def test_planned_run_ids_are_the_trained_run_ids(tmp_path):
+    # One id per run (issue 18): the id in the sweep file names the run directory and the store row.
+    from runner.config import TrainConfig
+    from runner.sweep.settings import resolve
+
+    for name in ("cpu-tiny", "gpu-small"):
+        sweep = plan(name)
+        path = tmp_path / f"{name}.yaml"
+        sweep.to_yaml(path)
+        _, runs = resolve(path, tmp_path / "runs")
+        assert [r.run_id for r in runs] == [r.run_id for r in sweep.runs]
+        assert [r.dir.name for r in runs] == [r.run_id for r in sweep.runs]
+        assert all(len(r.run_id.rsplit("-", 1)[1]) == 10 for r in sweep.runs)
+    # a changed training setting is another run, with another id
+    first = sweep.runs[0]
+    assert TrainConfig.from_planned(first, {**sweep.train, "lr": 5e-4}).run_id != first.run_id
+    # planning imports no torch
+    code = "import sys; from scaling.planner import plan; plan('cpu-tiny'); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"

@@ -6,16 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scaling.bootstrap import refit_weighted, resample_runs
+from scaling.cli import main
 from scaling.errors import MoescaleError
 from scaling.laws import MOE, MOE_X
 from scaling.planner import Constraints, GridSpace, plan
 from scaling.power import fit_simulated, planned_runs, power, power_report, seed_noise
 from scaling.simulate import Truth, simulate_sweep, task_truths, true_loss
 
-try:
-    from scaling.bootstrap import refit_weighted, resample_runs
-except ImportError:  # before the move from scaling.claims
-    from scaling.claims import refit_weighted, resample_runs
 
 # d_model 64/128 x (dense, E4 k1, E4 k2, E16 k1, E16 k2) x 3 budgets = 30 runs: small, and gamma and lam identified
 GRID = GridSpace(n_layers=(2,), d_model=(64, 128), n_experts=(1, 4, 16), top_k=(1, 2), granularity=(0.5,),
@@ -163,3 +161,93 @@ def test_missing_sweep_file_and_bad_sweeps(tmp_path):
         power(dense, n_sim=2)
     with pytest.raises(MoescaleError, match="truth .*no such file"):
         power(dense, truth=tmp_path / "fit.json", n_sim=2)
+
+
+# --------------------------------------------------------------------------- moescale plan power
+
+
+def _cli(argv) -> int:
+    """``moescale argv`` in this process: its exit code, whether returned or raised (argparse's errors)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_cli_prints_what_the_api_returns_and_writes_json(sweep_file, tmp_path, capsys):
+    out = tmp_path / "power.json"
+    rc = main(["plan", "power", str(sweep_file), "--n-sim", "3", "--bootstrap", "10", "--seed", "2",
+               "--json", str(out)])
+    stdout = capsys.readouterr().out
+    assert rc == 0
+    api = power(sweep_file, n_sim=3, bootstrap=10, seed=2)
+    assert stdout == power_report(api) + f"\nwrote {out}\n"
+    data = json.loads(out.read_text())
+    assert (data["n_runs"], data["n_sim"], data["bootstrap"], data["seed"]) == (30, 3, 10, 2)
+    assert [r["quantity"] for r in data["rows"]] == list(api["quantity"])
+    gamma = data["rows"][0]
+    assert gamma["half_width"] == pytest.approx(api["half_width"].iloc[0], rel=1e-12)
+    assert gamma["true_value"] == Truth().gamma and data["noise"] == Truth().noise
+    assert data["rows"][2]["compute"] == COMPUTE[0]
+
+
+def test_cli_tasks_noise_and_json_to_stdout(sweep_file, capsys):
+    rc = main(["plan", "power", str(sweep_file), "--n-sim", "2", "--bootstrap", "10", "--noise", "0.01", "--tasks",
+               "--json", "-"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0 and data["noise"] == 0.01
+    quantities = [r["quantity"] for r in data["rows"]]
+    assert "tpp_peak:reasoning" in quantities and "tpp_peak:memorization" in quantities
+    peak = data["rows"][quantities.index("tpp_peak:reasoning")]
+    assert peak["true_value"] == pytest.approx(20.0) and peak["testable"] is False  # TPP of these runs stays < 10
+    assert peak["note"].startswith("not testable")
+
+
+def test_cli_truth_from_a_store_with_seed_repeats(sweep_file, tmp_path, capsys):
+    from scaling.simulate import write_store
+
+    store = write_store(tmp_path / "s.duckdb", Truth(noise=0.01), grid=GRID, compute=COMPUTE, seeds=2,
+                        curve_points=2, seed=4)
+    store.close()
+    rc = main(["plan", "power", str(sweep_file), "--store", str(tmp_path / "s.duckdb"), "--n-sim", "2",
+               "--bootstrap", "10", "--json", "-"])
+    data = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert data["notes"][0] == f"note: truth fitted to the 60 finished runs of the store {tmp_path / 's.duckdb'}"
+    assert any("measured from the store's seed repeats" in n for n in data["notes"])
+    assert data["noise"] == pytest.approx(0.01, rel=0.35)  # the pooled seed noise, not the default 0.004
+    assert data["rows"][0]["true_value"] == pytest.approx(Truth().gamma, abs=0.05)  # the store's fitted gamma
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--n-sim", "0"], "argument --n-sim: 0 must be >= 1"),
+    (["--bootstrap", "5"], "argument --bootstrap: 5 must be >= 10"),
+    (["--noise", "-0.1"], "argument --noise: '-0.1' must be a finite number >= 0"),
+    (["--noise", "nan"], "argument --noise: 'nan' must be a finite number >= 0"),
+    (["--truth", "{tmp}/fit.json", "--store", "{tmp}/s.duckdb"], "not allowed with argument"),
+    (["--truth", "{tmp}/no_fit.json"], "truth {tmp}/no_fit.json: no such file"),
+    (["--truth", "{tmp}/chinchilla.json"], "a fit of law 'chinchilla'; power needs a moe fit"),
+    (["--truth", "{tmp}/bad.json"], "not valid JSON"),
+    (["--store", "{tmp}/no.duckdb"], "no.duckdb: no such store file"),
+    (["--json", "{tmp}/no_dir/p.json"], "--json {tmp}/no_dir/p.json: folder {tmp}/no_dir does not exist"),
+])
+def test_cli_errors_are_one_line_and_exit_2(sweep_file, tmp_path, capsys, argv, message):
+    (tmp_path / "chinchilla.json").write_text(json.dumps({"law": "chinchilla", "params": {"e": 1.0}}))
+    (tmp_path / "bad.json").write_text("{not json")
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    rc = _cli(["plan", "power", str(sweep_file), "--n-sim", "2", "--bootstrap", "10", *argv])  # the last one wins
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert message.format(tmp=tmp_path) in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.json", "chinchilla.json"]  # nothing written
+
+
+def test_cli_missing_or_bad_sweep_file(tmp_path, capsys):
+    rc = _cli(["plan", "power", str(tmp_path / "none.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == f"error: sweep {tmp_path / 'none.yaml'}: no such file\n"
+    (tmp_path / "bad.yaml").write_text("runs: [1, 2\n")
+    rc = _cli(["plan", "power", str(tmp_path / "bad.yaml")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1 and "bad.yaml" in err

@@ -267,3 +267,25 @@ def test_run_json_is_written_atomically_with_the_umask_mode(tmp_path):
     assert (tmp_path / "run.json").read_text() == '{\n  "a": [\n    1,\n    2\n  ]\n}\n'
     assert stat.S_IMODE((tmp_path / "run.json").stat().st_mode) == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+@pytest.mark.parametrize(
+    "row,message",
+    [
+        ({"task": ""}, r"evals\.jsonl: log_eval: field 'task': value '' is not a non-empty string$"),
+        ({"metric": ""}, r"evals\.jsonl: log_eval: field 'metric': value '' is not a non-empty string$"),
+        ({"task_kind": "facts"}, r"evals\.jsonl: log_eval: field 'task_kind': value 'facts' is not one of"),
+        ({"step": -1}, r"evals\.jsonl: log_eval: field 'step': value -1 must be >= 0$"),
+        ({"value": "high"}, r"evals\.jsonl: log_eval: field 'value': value 'high' is not a number$"),
+    ],
+)
+def test_log_eval_refuses_what_ingest_would_refuse(tmp_path, row, message):
+    # An empty task was written and the whole run was then refused by ingest (issue 18): refuse it at write time.
+    w = RunWriter(tmp_path / "r", "r", {})
+    good = {"step": 1, "tokens": 10, "task": "arith", "metric": "accuracy", "value": 0.5}
+    with pytest.raises(MoescaleError, match=message):
+        w.log_eval(**{**good, **row})
+    w.log_eval(**good)
+    w.finish()
+    rec = read_run_dir(tmp_path / "r")
+    assert rec.evals[["task", "metric", "value"]].values.tolist() == [["arith", "accuracy", 0.5]]

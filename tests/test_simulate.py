@@ -73,3 +73,14 @@ def test_lam_override():
     t = Truth(noise=0.0, lam=0.0)
     np.testing.assert_allclose(r0["loss"], true_loss(t, r0.n_total, r0.n_experts / r0.top_k, r0.n_experts, r0.tokens))
     assert not math.isclose(true_loss(Truth(), 1e6, 8, 16, 1e7), true_loss(t, 1e6, 8, 16, 1e7))
+
+
+def test_write_store_leaves_no_run_directories_behind(tmp_path):
+    """Issue 18: the run directories went to ``<store>.runs/`` beside the store (not git-ignored)."""
+    store = write_store(tmp_path / "s.duckdb", n_runs=6, seed=2)
+    assert len(store.sql("SELECT * FROM final")) == 6
+    store.close()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["s.duckdb"]
+    kept = write_store(tmp_path / "k.duckdb", n_runs=6, seed=2, runs_dir=tmp_path / "runs")  # asked for: kept
+    kept.close()
+    assert len(list((tmp_path / "runs").iterdir())) == len(kept.simulation_runs) == 6

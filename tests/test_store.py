@@ -353,3 +353,79 @@ def test_sql_text_helpers_double_their_quotes():
     assert store_module.sql_literal("it's") == "'it''s'"
     with duckdb.connect() as con:
         assert con.execute(f"SELECT {store_module.sql_literal(chr(39) * 3)} AS {store_module.quote('x y')}").fetchall() == [("'''",)]
+
+
+# ----------------------------------------------------------------------------- issue 18: read-only and damaged stores
+
+
+def _make_read_only(monkeypatch, path):
+    """Simulate a store file in a folder nobody may write to (a chmod that root would ignore):
+    the lock file cannot be created, and DuckDB cannot open the store for writing."""
+    real_connect = duckdb.connect
+
+    def connect(database=":memory:", read_only=False, *args, **kwargs):
+        if str(database) == str(path) and not read_only:
+            raise duckdb.IOException(f'IO Error: Cannot open file "{database}": Permission denied')
+        return real_connect(database, read_only, *args, **kwargs)
+
+    class NoLockFile(FileLock):
+        def acquire(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path) + ".lock")
+
+    monkeypatch.setattr(duckdb, "connect", connect)
+    monkeypatch.setattr(store_module, "FileLock", NoLockFile)
+
+
+def test_reading_a_read_only_store_needs_no_lock_file_and_no_write_access(tmp_path, monkeypatch):
+    path = _store_with_a_run(tmp_path)
+    (tmp_path / "s.duckdb.lock").unlink()
+    _make_read_only(monkeypatch, path)
+    s = Store(path, create=False)
+    assert s.sql("SELECT run_id, val_loss FROM final").values.tolist() == [["r", 3.0]]
+    assert s.tables() == ["evals", "final", "fits", "meta", "metrics", "runs"]
+    assert s.table_counts().set_index("name")["rows"].to_dict()["metrics"] == 1
+    assert s.export("final", tmp_path / "final.csv") == 1
+    assert not (tmp_path / "s.duckdb.lock").exists()
+    from scaling.final import final_runs  # what `moescale optimum --store` reads through
+
+    assert final_runs(path, need=("run_id", "val_loss"))[0]["run_id"].tolist() == ["r"]
+    with pytest.raises(OSError, match="Permission denied"):  # writing still needs the lock
+        s.sql("DELETE FROM runs", write=True)
+
+
+def test_read_only_store_file_with_chmod(tmp_path):
+    import os
+
+    path = _store_with_a_run(tmp_path)
+    (tmp_path / "s.duckdb.lock").unlink()
+    path.chmod(0o444)
+    tmp_path.chmod(0o555)
+    try:
+        if os.access(tmp_path, os.W_OK):
+            pytest.skip("running as root: chmod does not make the folder read-only")
+        s = Store(path, create=False)
+        assert s.sql("SELECT run_id FROM final")["run_id"].tolist() == ["r"]
+        assert s.tables()[0] == "evals" and not (tmp_path / "s.duckdb.lock").exists()
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def _truncated(tmp_path):
+    path = _store_with_a_run(tmp_path)
+    with RunWriter(tmp_path / "r2", "r2", {"n_experts": 4, "top_k": 1, "n_total": 10}) as w:
+        for step in range(1, 3000):
+            w.log(step, 100 * step, val_loss=3.0, train_loss=2.0 + 1.0 / step, lr=1e-3)
+    ingest(path, [tmp_path / "r2"], progress=False)
+    with open(path, "r+b") as fh:
+        fh.truncate(path.stat().st_size // 2)
+    return path
+
+
+def test_a_truncated_store_is_one_line_naming_it(tmp_path):
+    path = _truncated(tmp_path)
+    s = Store(path, create=False)  # DuckDB opens it: the catalog is at the start of the file
+    with pytest.raises(MoescaleError, match=r"damaged or truncated") as info:
+        s.verify()
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(MoescaleError, match=r"ingest failed|damaged or truncated"):
+        ingest(s, [tmp_path / "r"], progress=False)

@@ -125,6 +125,14 @@ FAKE_TRAINER = textwrap.dedent('''
 
 
     TRAINER = Trainer(train=train, config_class=TrainConfig)
+
+
+    def train_named(config, out, **kwargs):
+        """Fails as a real TrainConfig names its source: "run ID: key ...: ..."."""
+        raise MoescaleError(f"run {config.run_id}: key 'data': no such file x.bin")
+
+
+    NAMED = Trainer(train=train_named, config_class=TrainConfig)
 ''')
 
 
@@ -527,3 +535,149 @@ def test_real_trainer_four_tiny_runs_two_workers(tmp_path):
     # a changed setting is a new run: nothing reused
     changed = resolve(sweep, out, {**REAL, "lr": 1e-3})[1]
     assert not {r.run_id for r in changed} & set(counts)
+
+
+# ----------------------------------------------------------------------------- issue 18: refused before any run starts
+
+
+def _refused(argv, capsys, out: Path, message: str) -> str:
+    try:
+        code = cli_main([*map(str, argv), "--out", str(out), "--quiet"])
+    except SystemExit as exc:  # argparse's one-line usage error
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists(), "the sweep started (its run folder exists)"
+    return err
+
+
+def test_threads_below_one_are_refused(fake, capsys):
+    from runner.sweep import run_sweep
+
+    sweep, store, out = tiny_sweep(fake / "s.yaml"), fake / "s.duckdb", fake / "runs"
+    for threads in ("0", "-3"):
+        _refused(["sweep", sweep, "--store", store, "--threads", threads], capsys, out, "--threads")
+    with pytest.raises(MoescaleError, match="threads must be an integer of at least 1, got 0"):
+        run_sweep(sweep, store, out, threads=0, quiet=True)
+    assert not out.exists() and trainings(fake) == []
+
+
+def _check_moe(config, corpora=None):
+    """A stand-in ``Trainer.check``: MoE runs cannot train here (named as TrainConfig names its source)."""
+    if config.run["architecture"]["n_experts"] > 1:
+        raise MoescaleError(f"run {config.run['run_id']}: key 'device': 'cuda' but CUDA is not available")
+
+
+def test_every_run_is_checked_before_the_first_starts(fake, capsys, monkeypatch):
+    import runner.sweep
+    from runner.sweep import Trainer
+
+    sweep, store, out = tiny_sweep(fake / "s.yaml"), fake / "s.duckdb", fake / "runs"
+    checked = Trainer(stand_in().train, stand_in().config_class, check=_check_moe)
+    monkeypatch.setattr(runner.sweep, "DEFAULT_TRAINER", checked)
+    err = _refused(["sweep", sweep, "--store", store, "--workers", "2"], capsys, out, "CUDA is not available")
+    moe = [r for r in Sweep.from_yaml(sweep).runs if r.architecture.n_experts > 1]
+    assert f"sweep {sweep}: run " in err and err.count("run ") == 1  # the run is named once, not "run X: run X:"
+    assert any(f"run {r.run_id}: key 'device'" in err for r in moe)
+    assert trainings(fake) == [] and not store.exists()
+
+
+def test_real_configs_that_cannot_train_here_are_refused_before_any_run(tmp_path, capsys):
+    _real_trainer()
+    import torch
+
+    sweep, store, out = tiny_sweep(tmp_path / "s.yaml", tokens=2048), tmp_path / "s.duckdb", tmp_path / "runs"
+    base = ["sweep", sweep, "--store", store]
+    err = _refused([*base, "--set", "data.kind=parquet"], capsys, out, "'parquet' is not one of")
+    assert err.count(" run ") == 1, err  # "run X:" once
+    err = _refused([*base, "--set", "nosuchkey=1"], capsys, out, "nosuchkey")
+    assert err.count(" run ") == 1, err
+    if not torch.cuda.is_available():
+        _refused([*base, "--set", "device=cuda"], capsys, out, "CUDA is not available")
+    assert not store.exists()
+
+
+def test_a_store_that_is_not_one_or_is_damaged_is_refused_before_training(fake, capsys):
+    sweep, out = tiny_sweep(fake / "s.yaml"), fake / "runs"
+    csv = fake / "notstore.csv"
+    csv.write_text("a,b\n1,2\n")
+    junk = fake / "junk.duckdb"
+    junk.write_bytes(b"not a database at all\n" * 10)
+    _refused(["sweep", sweep, "--store", csv], capsys, out, "is a table file name, not a store")
+    _refused(["sweep", sweep, "--store", junk], capsys, out, "is not a DuckDB store")
+    # a store cut to half its size opens, but its data cannot be read back
+    from scaling.rundir import RunWriter
+
+    store = fake / "s.duckdb"
+    with RunWriter(fake / "r0", "r0", {"n_experts": 4, "top_k": 1, "n_total": 10}) as w:
+        for step in range(1, 4000):
+            w.log(step, 100 * step, train_loss=1.0 + 1.0 / step, val_loss=2.0, lr=1e-3)
+    from scaling.ingest import ingest
+
+    ingest(store, [fake / "r0"], progress=False)
+    with open(store, "r+b") as fh:
+        fh.truncate(store.stat().st_size // 2)
+    _refused(["sweep", sweep, "--store", store], capsys, out, "damaged or truncated")
+    assert trainings(fake) == []
+
+
+def test_slurm_executor_without_slurm_is_refused(fake, capsys, monkeypatch):
+    import runner.sweep.backends as backends
+
+    sweep, store, out = tiny_sweep(fake / "s.yaml"), fake / "s.duckdb", fake / "runs"
+    monkeypatch.setattr(backends.shutil, "which", lambda name, *a, **k: None)
+    _refused(["sweep", sweep, "--store", store, "--executor", "slurm"], capsys, out, "Slurm was not found")
+    monkeypatch.setattr(backends.shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")
+    backends.check_slurm(backends.SlurmOptions())  # found: no error
+    assert trainings(fake) == [] and not store.exists()
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie left for a non-reaping init counts as ended)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc")
+def test_workers_exit_when_the_sweep_process_is_killed(fake):
+    sweep, store, out = tiny_sweep(fake / "s.yaml", n=2), fake / "s.duckdb", fake / "runs"
+    cmd = sweep_script(fake, sweep, store, out, workers=1, overrides={"steps": 400, "step_seconds": 0.1})
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not trainings(fake):
+            assert time.monotonic() < deadline and proc.poll() is None, "no run started"
+            time.sleep(0.05)
+        (_, worker, _), = trainings(fake)
+        assert worker != proc.pid and _alive(worker)
+        os.kill(proc.pid, signal.SIGKILL)  # the sweep process alone, not its group
+        proc.wait()
+        deadline = time.monotonic() + 20
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its sweep process"
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    from runner.locks import RunClaim
+
+    (run_id, _, _), = trainings(fake)
+    assert not RunClaim(out, run_id).held_elsewhere()  # its claim went with it: a rerun resumes the run
+
+
+def test_a_failed_run_is_named_once(fake, capsys):
+    from runner.sweep import run_sweep
+
+    import fake_trainer
+
+    sweep, store, out = tiny_sweep(fake / "s.yaml", n=1), fake / "s.duckdb", fake / "runs"
+    result = run_sweep(sweep, store, out, workers=1, retries=0, quiet=True, trainer=fake_trainer.NAMED)
+    ((run_id, error),) = result.failed.items()
+    assert error == "MoescaleError: key 'data': no such file x.bin"  # not "MoescaleError: run X: key ..."
+    assert f"failed {run_id}: MoescaleError: key 'data'" in str(result) and str(result).count(run_id) == 1

@@ -132,6 +132,8 @@ def load_text(spec: dict) -> TokenCorpus:
         docs = [raw]
     else:
         raise MoescaleError(f"{path}: data key 'path': expected a .txt or .jsonl file")
+    if not any(doc.strip() for doc in docs):
+        raise MoescaleError(f"{path}: data key 'path': holds no text")
     ids: list[int] = []
     for doc in docs:
         ids.extend(tok.encode(doc))

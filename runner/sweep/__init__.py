@@ -27,7 +27,8 @@ Executors (``backends``):
 
 - ``local``: ``workers`` processes on this machine (spawn), each with ``cpu_count // workers``
   torch threads and, when GPUs are visible, one GPU each. Runs start longest first
-  (``SweepRun.cost``), which keeps the last worker's idle tail short.
+  (``SweepRun.cost``), which keeps the last worker's idle tail short. A worker whose sweep
+  process dies (``kill -9`` of the parent alone) exits within a second; its run resumes on rerun.
 - ``slurm``: one Slurm job per run through submitit (the first wave as one job array); a job
   is ``Checkpointable``, so on preemption or time-out submitit requeues it and it resumes from
   the run's checkpoint. ``cluster="local"`` runs the same path with submitit's local executor
@@ -49,18 +50,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.locks import RunClaim
-from runner.sweep.backends import LocalBackend, RunJob, SlurmOptions, SubmititBackend, cpu_count, visible_gpus
+from runner.sweep.backends import (LocalBackend, RunJob, SlurmOptions, SubmititBackend, check_slurm, cpu_count,
+                                   visible_gpus)
 from runner.sweep.progress import Progress, tail_metrics
 from runner.sweep.schedule import drive
-from runner.sweep.settings import (SweepRun, Trainer, check_store_path, default_trainer, merge, parse_overrides,
-                                   parse_value, resolve)
+from runner.sweep.settings import (SweepRun, Trainer, check_runs, check_store_path, default_trainer, merge,
+                                   parse_overrides, parse_value, resolve)
 from runner.sweep.worker import TERMINAL, Outcome, RunTask, execute_run
 from scaling.errors import MoescaleError
 from scaling.rundir import run_status as read_status
 
 __all__ = [
     "DEFAULT_TRAINER", "EXECUTORS", "STATUS_COLUMNS", "TERMINAL", "LocalBackend", "Outcome", "Progress", "RunJob",
-    "RunTask", "SlurmOptions", "SubmititBackend", "SweepResult", "SweepRun", "Trainer", "cpu_count", "default_trainer",
+    "RunTask", "SlurmOptions", "SubmititBackend", "SweepResult", "SweepRun", "Trainer", "check_runs", "check_slurm",
+    "cpu_count", "default_trainer",
     "execute_run", "merge", "parse_overrides", "parse_value", "read_status", "resolve", "run_sweep", "sweep_status",
     "tail_metrics", "visible_gpus",
 ]  # fmt: skip
@@ -143,25 +146,33 @@ def run_sweep(
     workers: processes (local) or jobs in flight (slurm; None = all runs at once).
     overrides: training keys for every run, over the sweep file's ``train:`` block.
     retries: extra attempts for a run that fails (a diverged run is not retried).
-    threads: torch threads per local worker (default: CPUs // workers).
+    threads: torch threads per local worker, at least 1 (default: CPUs // workers).
     trainer: what trains each run (``Trainer``; default ``DEFAULT_TRAINER`` or ``default_trainer()``).
-    Bad input (sweep file, keys, store folder) raises MoescaleError before anything starts.
+    Bad input raises MoescaleError before anything starts or is written: the sweep file and
+    keys, workers or threads below 1, a store that exists but is no store or cannot be read
+    back whole, Slurm not found for ``executor="slurm"`` (``backends.check_slurm``), and, for the
+    local executor, any run to train whose config cannot train here (``Trainer.check``: data,
+    device, memory; ``settings.check_runs``).
     """
+    began = time.monotonic()
     if executor not in EXECUTORS:
         raise MoescaleError(f"sweep: unknown executor {executor!r}; known: {', '.join(EXECUTORS)}")
-    if workers is not None and workers < 1:
-        raise MoescaleError(f"sweep: workers must be at least 1, got {workers}")
-    store = check_store_path(store)
+    for what, value in (("workers", workers), ("threads", threads)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise MoescaleError(f"sweep: {what} must be an integer of at least 1, got {value!r}")
+    if executor == "slurm":
+        check_slurm(slurm or SlurmOptions())
+    store = check_store_path(store, verify=True)
     trainer = trainer or DEFAULT_TRAINER or default_trainer()
     sweep, runs = resolve(sweep_path, out, overrides, trainer)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    began = time.monotonic()
-    result = SweepResult(sweep.name, len(runs))
-
     statuses = {r.run_id: read_status(r.dir) for r in runs}
     done = [r for r in runs if statuses[r.run_id] in TERMINAL]
     todo = sorted((r for r in runs if statuses[r.run_id] not in TERMINAL), key=lambda r: -r.cost)
+    if executor == "local":  # a Slurm job's node is not this one: its own train() checks there
+        check_runs(sweep_path, todo, trainer)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = SweepResult(sweep.name, len(runs))
     for r in done:
         (result.finished if statuses[r.run_id] == "finished" else result.diverged).append(r.run_id)
         result.skipped.append(r.run_id)

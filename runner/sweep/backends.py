@@ -16,6 +16,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 from runner.sweep.worker import Outcome, RunTask, execute_in_worker, execute_run, init_worker
 from scaling.errors import MoescaleError
 
-__all__ = ["LocalBackend", "RunJob", "SlurmOptions", "SubmititBackend", "cpu_count", "visible_gpus"]
+__all__ = ["LocalBackend", "RunJob", "SlurmOptions", "SubmititBackend", "check_slurm", "cpu_count", "visible_gpus"]
 
 
 class LocalBackend:
@@ -44,7 +45,7 @@ class LocalBackend:
             for i in range(self.workers):
                 queue.put(self.gpus[i % len(self.gpus)])
         self.pool = cf.ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=init_worker,
-                                           initargs=(self.threads, queue))
+                                           initargs=(self.threads, queue, os.getpid()))
 
     def submit(self, tasks: list[RunTask]) -> list:
         """Start ``tasks``; one future per task."""
@@ -119,6 +120,15 @@ class SlurmOptions:
         if self.partition:
             params["slurm_partition"] = self.partition
         return {**params, **self.extra}
+
+
+def check_slurm(options: SlurmOptions) -> None:
+    """MoescaleError unless Slurm is here (``sbatch`` on PATH) when ``options`` ask for it (cluster
+    None or "slurm"): without it submitit's auto-detection quietly runs every job at once on
+    this machine. submitit's stand-ins (cluster "local", "debug") need no Slurm."""
+    if options.cluster in (None, "slurm") and shutil.which("sbatch") is None:
+        raise MoescaleError("sweep --executor slurm: Slurm was not found on this machine (no sbatch on PATH); "
+                            "run it where Slurm is, or use --executor local")
 
 
 class SubmititBackend:

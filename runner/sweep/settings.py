@@ -21,7 +21,8 @@ import yaml
 from scaling.errors import MoescaleError
 from scaling.planner import PlannedRun, Sweep
 
-__all__ = ["SweepRun", "Trainer", "check_store_path", "default_trainer", "merge", "parse_overrides", "parse_value", "resolve"]
+__all__ = ["SweepRun", "Trainer", "check_runs", "check_store_path", "default_trainer", "merge", "parse_overrides",
+           "parse_value", "resolve"]
 
 
 def parse_value(text: str):
@@ -84,23 +85,29 @@ class Trainer:
       defaults take a dotted ``--set data.KEY=VALUE`` (one key changed, not the mapping
       replaced), and a ``sweep`` field receives the sweep's name.
 
+    check: ``check(config, corpora=None)`` raises MoescaleError for a config that cannot train
+      here (bad data, device, memory), without training or writing anything; a sweep calls it
+      for every run before the first starts (``check_runs``). None: no check.
+
     Both are passed as objects, not by module name, and must be picklable by reference
     (module-level), since each run's ``train`` travels to a spawned worker or a submitit job.
-    ``default_trainer()`` is ``runner.train.train`` with ``runner.config.TrainConfig``.
+    ``default_trainer()`` is ``runner.train.train`` with ``runner.config.TrainConfig`` and
+    ``runner.config.check_trainable``.
     """
 
     train: Callable[..., str]
     config_class: type
+    check: Callable[..., object] | None = None
 
 
 def default_trainer() -> Trainer:
     """The real trainer: ``Trainer(runner.train.train, runner.config.TrainConfig)`` (imports torch)."""
     try:
-        from runner.config import TrainConfig
+        from runner.config import TrainConfig, check_trainable
         from runner.train import train
     except ImportError as exc:
         raise MoescaleError(f"sweep: cannot import the trainer runner.train ({exc}); install the runner extra") from None
-    return Trainer(train=train, config_class=TrainConfig)
+    return Trainer(train=train, config_class=TrainConfig, check=check_trainable)
 
 
 @dataclass
@@ -159,13 +166,40 @@ def resolve(sweep_path, out, overrides: dict | None = None, trainer: Trainer | N
         try:
             config = config_class.from_planned(planned, dict(settings))
         except (MoescaleError, TypeError, ValueError) as exc:
-            raise MoescaleError(f"sweep {sweep_path}: run {planned.run_id}: {exc}") from None
+            raise _run_error(sweep_path, planned.run_id, exc) from None
         run_id = config.run_id
         if run_id in seen:
             raise MoescaleError(f"sweep {sweep_path}: runs {seen[run_id]} and {planned.run_id} are the same run {run_id}")
         seen[run_id] = planned.run_id
         runs.append(SweepRun(planned, config, run_id, Path(out) / run_id))
     return sweep, runs
+
+
+def check_runs(sweep_path, runs: list[SweepRun], trainer: Trainer) -> None:
+    """Run ``trainer.check`` on every run's config before any run starts (MoescaleError naming
+    the sweep file and the run); runs that share a data spec and seed load their corpus once."""
+    if trainer.check is None:
+        return
+    try:
+        from runner.data import CorpusCache
+
+        corpora = CorpusCache()  # keeps the latest corpus: check runs grouped by (data, seed)
+    except ImportError:
+        corpora = None
+    key = lambda r: (json.dumps(getattr(r.config, "data", None), sort_keys=True, default=str),  # noqa: E731
+                     str(getattr(r.config, "seed", "")))
+    for run in sorted(runs, key=key):
+        try:
+            trainer.check(run.config, corpora=corpora)
+        except MoescaleError as exc:
+            raise _run_error(sweep_path, run.planned.run_id, exc) from None
+
+
+def _run_error(sweep_path, run_id: str, exc: BaseException) -> MoescaleError:
+    """``sweep PATH: run ID: message``, naming the run once when the message already starts with it."""
+    text = str(exc)
+    head = f"run {run_id}: "
+    return MoescaleError(f"sweep {sweep_path}: {text if text.startswith(head) else head + text}")
 
 
 def _mapping_defaults(config_class, settings: dict) -> dict:
@@ -185,8 +219,11 @@ def _has_field(config_class, name: str) -> bool:
     return name in getattr(config_class, "__dataclass_fields__", {})
 
 
-def check_store_path(store) -> str | None:
-    """The store path a sweep ingests into (None: no store); MoescaleError for :memory: or a missing folder."""
+def check_store_path(store, *, verify: bool = False) -> str | None:
+    """The store path a sweep ingests into (None: no store); MoescaleError for :memory:, a missing
+    folder, or a path that is no store: a table file name (``notstore.csv``), or, with
+    ``verify``, an existing file that does not open as a store or cannot be read back whole
+    (``Store.verify``: a truncated store). A new path is fine: the first ingest creates it."""
     if store is None:
         return None
     store = str(store)
@@ -195,4 +232,10 @@ def check_store_path(store) -> str | None:
     parent = Path(store).expanduser().resolve().parent
     if not parent.is_dir():
         raise MoescaleError(f"{store}: folder {parent} does not exist")
-    return str(Path(store).expanduser())
+    path = Path(store).expanduser()
+    from scaling.store import Store, check_store_file
+
+    check_store_file(path, create=True)
+    if verify and path.exists():
+        Store(path, create=False).verify()
+    return str(path)

@@ -10,6 +10,7 @@ runs it trains, made by ``init_worker`` and passed to the trainer by ``execute_i
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -78,7 +79,9 @@ def execute_run(task: RunTask, corpora=None) -> Outcome:
                                        corpora=corpora)
                 outcome.trained = True
             except Exception as exc:  # a crash is a failed attempt, reported with its first line
-                outcome.status, outcome.error = "failed", first_line(exc, with_type=True)
+                # the sweep names the run; a message that starts with it (TrainConfig.source) says it once
+                text = first_line(exc, with_type=True).replace(f": run {task.run_id}: ", ": ", 1)
+                outcome.status, outcome.error = "failed", text
                 mark_failed(run_dir, outcome.error)
             outcome.seconds = time.perf_counter() - start
             if outcome.status == "failed" and outcome.error is None:
@@ -105,9 +108,12 @@ def _default_train():
 _corpora = None
 
 
-def init_worker(threads: int | None, gpus) -> None:
-    """Worker process set-up: its share of CPU threads, its GPU when given, and its corpus cache."""
+def init_worker(threads: int | None, gpus, parent: int | None = None) -> None:
+    """Worker process set-up: its share of CPU threads, its GPU when given, its corpus cache, and,
+    given the sweep process's pid ``parent``, a watchdog that ends this worker when that process dies."""
     global _corpora
+    if parent is not None:
+        threading.Thread(target=_exit_when_orphaned, args=(parent,), name="parent-watchdog", daemon=True).start()
     if threads:
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[name] = str(threads)
@@ -119,6 +125,20 @@ def init_worker(threads: int | None, gpus) -> None:
     from runner.data import CorpusCache
 
     _corpora = CorpusCache()
+
+
+#: How often a pool worker looks whether its sweep process is still there (seconds).
+PARENT_POLL_SECONDS = 0.5
+
+
+def _exit_when_orphaned(parent: int) -> None:
+    """Exit this process as soon as its parent is no longer ``parent`` (it died and we were
+    re-parented). A worker of a killed sweep would otherwise finish its run and then wait
+    for work forever; exiting at once frees its memory and its claim (the kernel drops the
+    lock), and a rerun resumes the run from its last checkpoint."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
 
 
 def execute_in_worker(task: RunTask) -> Outcome:

@@ -15,7 +15,7 @@ from scaling import __version__
 from scaling.errors import MoescaleError
 
 # Command groups, each a module of this package exposing register(subparsers).
-GROUPS = ("db", "datasets", "fit", "plan", "optimum", "sweep", "train", "figures", "report", "demo")
+GROUPS = ("db", "datasets", "fit", "plan", "optimum", "analyze", "sweep", "train", "figures", "report", "demo", "export")
 
 
 def add_store_argument(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +30,13 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
 
 def add_analysis_arguments(parser: argparse.ArgumentParser, *, out_help: str) -> None:
     """The arguments of the commands that analyse a store and draw it (``figures``, ``report``):
-    --store (required), --out DIR, --bootstrap B, --seed, --no-public and --quiet."""
-    parser.add_argument("--store", required=True, metavar="PATH", help="the DuckDB store")
+    --store (``add_store_argument``: else $MOESCALE_STORE, else ./moescale.duckdb), --out DIR, --bootstrap B,
+    --seed (an integer >= 0), --no-public and --quiet."""
+    add_store_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help=out_help)
     parser.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="B",
                         help="bootstrap resamples of runs (default 200)")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)")
     parser.add_argument("--no-public", action="store_true", help="skip the public-dataset figures")
     parser.add_argument("--quiet", action="store_true", help="no progress messages")
 

@@ -1,7 +1,7 @@
 """`moescale ingest DIR...` and `moescale db import|tables|sql|export|rebuild`: thin wrappers over scaling.store.
 
-`db sql` is read-only unless given --write: one SELECT on a read-only connection. Only
-`ingest` and `db import` create a missing store; every other command refuses one.
+`db sql` is read-only unless --write (one SELECT, read-only connection: read-only stores work).
+Only `ingest` and `db import` create a store; `ingest --replace` lets a run go backwards.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ def register(sub) -> None:
     p = sub.add_parser("ingest", help="load run directories into the store (one transaction, idempotent)")
     p.add_argument("dirs", nargs="+", metavar="DIR", help="run directory, or a folder of run directories")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--replace", action="store_true",
+                   help="replace a stored run even by a copy that goes backwards (fewer steps, finished -> running)")
     add_store_argument(p)
     p.set_defaults(func=cmd_ingest)
 
@@ -63,7 +65,7 @@ def cmd_ingest(args) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the summary lists them once, below
         with Store.create_on_success(args.store) as store:
-            summary = ingest(store, args.dirs, progress=not args.quiet)
+            summary = ingest(store, args.dirs, progress=not args.quiet, replace=args.replace)
     for message in summary.warnings:
         print(f"warning: {message}", file=sys.stderr)
     print(f"added {len(summary.added)}, replaced {len(summary.replaced)}, unchanged {len(summary.unchanged)} runs")

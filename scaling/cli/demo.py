@@ -33,7 +33,7 @@ def register(sub) -> None:
     p.add_argument("--preset", default="cpu-tiny", help="the sweep preset to plan (default cpu-tiny)")
     p.add_argument("--bootstrap", type=non_negative_int, default=200, metavar="B",
                    help="bootstrap resamples of runs in the analysis (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="bootstrap seed, >= 0 (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=handle)
 

@@ -3,7 +3,9 @@
 Writes PNG and PDF of each figure into --out and says which figures were skipped and why
 (no evals, no routing metric, too few runs for the analysis, a public dataset not found).
 The analysis (claims, accuracy GLMs, isoFLOP minima, optimum) runs once with --bootstrap
-resamples of runs.
+resamples of runs. The store is --store, else $MOESCALE_STORE, else ./moescale.duckdb; one
+without finished runs is refused. Figure files of an earlier call into the same --out that this
+call does not draw are removed (only the figure names this command writes), and it says so.
 
 Examples:
   moescale figures --store demo/moescale.duckdb --out demo/figures

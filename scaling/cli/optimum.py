@@ -11,6 +11,7 @@ Two sources, one command:
 
 Examples:
   moescale optimum --store s.duckdb --compute 1e14 3e14 --objective loss reasoning
+  moescale optimum --store s.duckdb --where "json_extract_string(config, '$.lr') = '0.003'"
   moescale optimum --store s.duckdb --compute 1e15 --memory 5e7 --n-experts 64 --json best.json
   moescale optimum --param E=1.82 --param A=482 --param B=2085 --param alpha=0.35 --param beta=0.37 --compute 1e21
 """
@@ -18,13 +19,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 from scaling.errors import MoescaleError
-from scaling.files import atomic_write, check_output_path
+from scaling.cli.options import parse_number, positive_number, print_result
+from scaling.files import check_output_path
 
 AXES = ("n_experts", "top_k", "d_model", "n_layers")
 
@@ -36,7 +37,10 @@ def register(sub) -> None:
     src.add_argument("--store", metavar="PATH", help="a store with finished runs: the best real architecture per budget")
     src.add_argument("--fit", metavar="JSON", help="a fit saved with `moescale fit --law chinchilla --json OUT`")
     src.add_argument("--param", action="append", metavar="NAME=V", help="a parameter: E, A, B (or e, a, b), alpha, beta")
-    p.add_argument("--compute", nargs="+", required=True, metavar="C", help="compute budgets in FLOPs")
+    p.add_argument("--compute", nargs="+", default=None, metavar="C",
+                   help="compute budgets in FLOPs (--store: default the store's own budgets)")
+    p.add_argument("--where", default=None, metavar="SQL", help="--store: select runs (SQL over the final view)")
+    p.add_argument("--sweep", default=None, metavar="NAME", help="--store: select the runs of one sweep")
     p.add_argument("--memory", default=None, metavar="N_TOTAL_MAX", help="--store: cap on total parameters")
     p.add_argument("--active", default=None, metavar="N_ACTIVE_MAX", help="--store: cap on active parameters")
     p.add_argument("--objective", nargs="+", default=["loss"], choices=("loss", "memorization", "reasoning"),
@@ -52,63 +56,24 @@ def register(sub) -> None:
     p.set_defaults(func=handle)
 
 
-def _number(text: str, what: str, minimum: int | None = None) -> float | int:
-    """``text`` as a finite count (1e14, 5M; ``scaling.architecture.parse_count``), or with
-    ``minimum`` as an integer >= minimum; MoescaleError naming the option ``what`` otherwise."""
-    from scaling.architecture import parse_count
-
-    try:
-        value = parse_count(text) if minimum is None else int(text)
-    except (MoescaleError, ValueError):
-        raise MoescaleError(f"{what}: {text!r} is not {'a number' if minimum is None else 'an integer'}") from None
-    if minimum is None and not math.isfinite(value):
-        raise MoescaleError(f"{what}: {text!r} is not finite")
-    if minimum is not None and value < minimum:
-        raise MoescaleError(f"{what}: {value} must be >= {minimum}")
-    return value
-
-
 def _params(args) -> dict[str, float]:
-    from scaling.fitjson import check_chinchilla_params, read_chinchilla_fit
+    from scaling.fitjson import params_from_items, read_chinchilla_fit
 
-    if args.fit:
-        return read_chinchilla_fit(args.fit)
-    out = {}
-    for item in args.param:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise MoescaleError(f"--param {item!r} is not NAME=VALUE")
-        if name.strip() in out:
-            raise MoescaleError(f"--param {name.strip()} given twice")
-        try:
-            out[name.strip()] = float(value)
-        except ValueError:
-            raise MoescaleError(f"--param {name.strip()}: {value!r} is not a number") from None
-    return check_chinchilla_params(out, "--param")
-
-
-def _print(args, payload, text: str) -> int:
-    """Write ``payload`` as JSON to --json (atomically; '-' for stdout, then nothing else), and print ``text``."""
-    if args.json:
-        out = json.dumps(payload, indent=2) + "\n"
-        if args.json == "-":
-            sys.stdout.write(out)
-            return 0
-        atomic_write(Path(args.json).expanduser(), out)
-    print(text)
-    return 0
+    return read_chinchilla_fit(args.fit) if args.fit else params_from_items(args.param, "--param")
 
 
 def handle(args) -> int:
-    compute = [_number(c, "--compute") for c in args.compute]
+    compute = [parse_number(c, "--compute") for c in args.compute or []]
     if any(c <= 0 for c in compute):
         raise MoescaleError(f"--compute: budgets must be > 0, got {', '.join(args.compute)}")
     if args.json and args.json != "-":
         check_output_path(args.json, "--json")
     if args.store:
-        return _from_store(args, compute)
-    if args.memory or args.active or any(getattr(args, axis) for axis in AXES):
-        raise MoescaleError("--memory, --active and the grid options need --store")
+        return _from_store(args, compute or None)
+    if args.memory or args.active or args.where or args.sweep or any(getattr(args, axis) for axis in AXES):
+        raise MoescaleError("--memory, --active, --where, --sweep and the grid options need --store")
+    if not compute:
+        raise MoescaleError("--compute is required with --fit or --param")
     k = args.flops_per_param_token
     if not (math.isfinite(k) and k > 0):
         raise MoescaleError(f"--flops-per-param-token: {k:g} must be finite and > 0")
@@ -116,28 +81,30 @@ def handle(args) -> int:
     from scaling.fitjson import jsonable
 
     table = chinchilla_optimum(_params(args), compute, flops_per_param_token=k)
-    return _print(args, jsonable(table), table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    return print_result(args, jsonable(table), table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
 
 
 def _from_store(args, compute) -> int:
+    from scaling.budgets import store_budgets
+    from scaling.final import load_final
     from scaling.optimum import find_optimum
 
     caps = {}
     for name in ("memory", "active"):
         text = getattr(args, name)
-        caps[name] = _number(text, f"--{name}") if text is not None else None
-        if caps[name] is not None and caps[name] <= 0:
-            raise MoescaleError(f"--{name}: {caps[name]:g} must be > 0")
-    bootstrap = _number(args.bootstrap, "--bootstrap", 0)
+        caps[name] = positive_number(text, f"--{name}") if text is not None else None
+    bootstrap = parse_number(args.bootstrap, "--bootstrap", 0)
     if bootstrap > 100_000:
         raise MoescaleError(f"--bootstrap: {bootstrap} is more than 100000 resamples")
-    seed = _number(args.seed, "--seed", 0)
-    widen = {axis: [_number(v, f"--{axis.replace('_', '-')}", 1) for v in getattr(args, axis)]
+    seed = parse_number(args.seed, "--seed", 0)
+    widen = {axis: [parse_number(v, f"--{axis.replace('_', '-')}", 1) for v in getattr(args, axis)]
              for axis in AXES if getattr(args, axis)}
     if not Path(args.store).is_file():
         raise MoescaleError(f"--store {args.store}: no such store file")
     if not args.quiet and sys.stderr.isatty():
         print(f"fitting the moe law and {bootstrap} bootstrap resamples...", file=sys.stderr)
-    result = find_optimum(args.store, compute, **caps, objective=list(dict.fromkeys(args.objective)),
-                          widen=widen or None, bootstrap=bootstrap, seed=seed)
-    return _print(args, result.to_json(), result.summary())
+    runs = load_final(args.store, where=args.where, sweep=args.sweep)
+    result = find_optimum(runs, compute if compute else store_budgets(runs), **caps,
+                          objective=list(dict.fromkeys(args.objective)), widen=widen or None, bootstrap=bootstrap,
+                          seed=seed)
+    return print_result(args, result.to_json(), result.summary())

@@ -1,4 +1,4 @@
-"""`moescale plan count|grid`: the accounting of one architecture, or a planned sweep."""
+"""`moescale plan count|grid|power`: the accounting of one architecture, a planned sweep, or its power."""
 
 from __future__ import annotations
 
@@ -48,10 +48,12 @@ def register(sub) -> None:
     plan_sub = parser.add_subparsers(dest="plan_command", required=True, metavar="SUBCOMMAND")
 
     count = plan_sub.add_parser("count", help="parameter and FLOP accounting of one architecture")
-    count.add_argument("--d-model", type=positive_int, required=True)
-    count.add_argument("--n-layers", type=positive_int, required=True)
-    count.add_argument("--n-heads", type=positive_int, required=True)
-    count.add_argument("--d-ff", type=positive_int, required=True, help="expert width (SwiGLU hidden size)")
+    count.add_argument("--hf-config", metavar="config.json", help="count a transformers config (Mixtral, Qwen2/3-MoE, "
+                       "OLMoE, DeepSeek-V2/V3) instead of the shape options; --seq-len still applies")
+    count.add_argument("--d-model", type=positive_int)
+    count.add_argument("--n-layers", type=positive_int)
+    count.add_argument("--n-heads", type=positive_int)
+    count.add_argument("--d-ff", type=positive_int, help="expert width (SwiGLU hidden size)")
     count.add_argument("--n-experts", type=positive_int, default=1)
     count.add_argument("--top-k", type=positive_int, default=1)
     count.add_argument("--vocab", type=positive_int, default=99574)
@@ -91,10 +93,16 @@ def register(sub) -> None:
     grid.add_argument("--name", help="sweep name (default: the preset's, else 'sweep')")
     grid.add_argument("--out", help="write the sweep YAML here")
     grid.set_defaults(func=grid_handler)
+    from scaling.cli.power import register as register_power  # `plan power`: its own module
+
+    register_power(plan_sub)
 
 
 def count_handler(args: argparse.Namespace) -> int:
-    arch = Architecture(
+    given = [v is not None for v in (args.d_model, args.n_layers, args.n_heads, args.d_ff)]
+    if not (not any(given) if args.hf_config else all(given)):
+        raise MoescaleError("plan count: give --hf-config, or all of --d-model, --n-layers, --n-heads and --d-ff")
+    arch = Architecture.from_hf_config(args.hf_config, seq_len=args.seq_len) if args.hf_config else Architecture(
         d_model=args.d_model, n_layers=args.n_layers, n_heads=args.n_heads, d_ff=args.d_ff,
         n_experts=args.n_experts, top_k=args.top_k, vocab_size=args.vocab, n_kv_heads=args.n_kv_heads,
         seq_len=args.seq_len, tied_embeddings=args.tied,

@@ -8,11 +8,13 @@ runs, the command and the data fingerprint.
 
 Example:
   moescale report --store demo/moescale.duckdb --out demo/report
+  MOESCALE_STORE=demo/moescale.duckdb moescale report --out demo/report
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from scaling.cli import add_analysis_arguments, analysis_progress
 
@@ -27,9 +29,12 @@ def register(sub) -> None:
 def handle(args) -> int:
     from scaling.demo import report_store  # lazy: matplotlib and the analysis load only for this command
 
-    command = " ".join(["moescale", "report", "--store", args.store, "--out", args.out, "--bootstrap",
-                        str(args.bootstrap), "--seed", str(args.seed)] + (["--no-public"] if args.no_public else []))
-    result = report_store(args.store, args.out, bootstrap=args.bootstrap, seed=args.seed, public=not args.no_public,
+    from scaling.store import default_path
+
+    store = args.store or default_path()
+    command = shlex.join(["moescale", "report", "--store", store, "--out", args.out, "--bootstrap",
+                          str(args.bootstrap), "--seed", str(args.seed)] + (["--no-public"] if args.no_public else []))
+    result = report_store(store, args.out, bootstrap=args.bootstrap, seed=args.seed, public=not args.no_public,
                           commands=[command], say=analysis_progress(args))
     print(result.summary())
     if result.draw.skipped:

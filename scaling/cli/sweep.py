@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from scaling.cli import positive_int
 from scaling.errors import MoescaleError
 
 
@@ -19,7 +20,8 @@ def register(sub) -> None:
         "finished run into --store as soon as it ends. Rerunning skips finished runs and resumes interrupted ones "
         "from their checkpoints; a failed run is retried once. --set key=value overrides a training setting of "
         "every run (over the sweep file's train: block); the run_id covers every setting, so a changed setting "
-        "trains new runs.",
+        "trains new runs. Every run's config (data, device, memory), the store and the executor are checked before "
+        "the first run starts.",
     )
     parser.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file from `moescale plan grid --out`")
     parser.add_argument("--store", default=None, metavar="PATH",
@@ -31,7 +33,8 @@ def register(sub) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="training setting for every run, e.g. --set lr=3e-3 (repeatable; data.KEY=VALUE "
                         "sets one key of the data spec)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per local worker (default: CPUs / workers)")
+    parser.add_argument("--threads", type=positive_int, default=None,
+                        help="torch threads per local worker, at least 1 (default: CPUs / workers)")
     parser.add_argument("--retries", type=int, default=1, help="extra attempts for a failed run (default 1)")
     parser.add_argument("--quiet", action="store_true", help="plain log lines instead of the live display")
     parser.add_argument("--status", action="store_true", help="print a table of every run's state; run nothing")
