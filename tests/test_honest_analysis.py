@@ -215,3 +215,20 @@ def test_truth_verdicts_match_the_truth(truth_store, tmp_path, capsys):
         "N_total and s fit loss better than N_active": "supported",
         "at equal loss, more active compute raises reasoning accuracy": "supported",
         "reasoning accuracy peaks near 20 tokens per parameter": "supported"}, papers
+
+
+def test_the_analysis_warns_of_no_overflow(tmp_path):
+    # issue 18: `RuntimeWarning: overflow encountered in exp` leaked to the console in the demo (the
+    # accuracy models' logistic function and the sigmoid law of the two-step path, at large |logit|);
+    # both now compute without overflow. A simulated store whose accuracies saturate reaches them.
+    import warnings
+
+    from scaling.analysis import analyze
+    from scaling.simulate import write_store
+
+    write_store(tmp_path / "sim.duckdb", n_runs=60).close()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        analyze(str(tmp_path / "sim.duckdb"), bootstrap=20, seed=0)
+    overflow = [f"{w.filename}:{w.lineno}: {w.message}" for w in caught if "overflow" in str(w.message)]
+    assert overflow == []

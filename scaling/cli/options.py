@@ -1,17 +1,20 @@
-"""Value parsing and result printing shared by the commands that take numbers and write JSON
-(`optimum`, `analyze`): one error line naming the option, and `--json OUT` written atomically."""
+"""Value parsing and result printing shared by the commands: argparse types for counts and fractions
+(`plan`), numbers checked with one error line naming the option, and `--json OUT` written atomically
+(`optimum`, `analyze`)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 from pathlib import Path
 
+from scaling.architecture import parse_count
 from scaling.errors import MoescaleError
 from scaling.files import atomic_write
 
-__all__ = ["parse_number", "positive_number", "print_result"]
+__all__ = ["count_value", "fraction", "positive_float", "parse_number", "positive_number", "print_result"]
 
 
 def parse_number(text: str, what: str, minimum: int | None = None) -> float | int:
@@ -48,3 +51,36 @@ def print_result(args, payload, text: str) -> int:
         atomic_write(Path(args.json).expanduser(), out)
     print(text)
     return 0
+
+
+def count_value(text: str) -> float:
+    """argparse type: a positive count written as 670M, 1.3B, 1e18 or 300000."""
+    try:
+        value = parse_count(text)
+    except (MoescaleError, ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite count")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a positive finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value

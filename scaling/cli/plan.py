@@ -5,42 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from scaling.architecture import Architecture, parse_count
+from scaling.architecture import Architecture
 from scaling.cli import non_negative_int, positive_int
+from scaling.cli.options import count_value, fraction, positive_float
 from scaling.errors import MoescaleError
 from scaling.planner import GRID_OPTIONS, PRESETS, plan_grid
-
-
-def _count(text: str) -> float:
-    """argparse type: a positive count written as 670M, 1.3B, 1e18 or 300000."""
-    try:
-        value = parse_count(text)
-    except (MoescaleError, ValueError, OverflowError) as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite count")
-    return value
-
-
-def _fraction(text: str) -> float:
-    """argparse type: a number in (0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
 
 
 def register(sub) -> None:
@@ -76,19 +45,19 @@ def register(sub) -> None:
     axes.add_argument("--d-model", type=positive_int, nargs="+")
     axes.add_argument("--n-experts", type=positive_int, nargs="+")
     axes.add_argument("--top-k", type=positive_int, nargs="+")
-    axes.add_argument("--granularity", type=_positive_float, nargs="+", help="G = d_model / d_ff (default 0.5)")
+    axes.add_argument("--granularity", type=positive_float, nargs="+", help="G = d_model / d_ff (default 0.5)")
     axes.add_argument("--head-dim", type=positive_int, help="n_heads = d_model / head_dim (default 128)")
     axes.add_argument("--vocab", type=positive_int)
     axes.add_argument("--seq-len", type=positive_int)
     axes.add_argument("--n-kv-heads", type=positive_int)
     axes.add_argument("--tied", action="store_true")
     budgets = grid.add_argument_group("constraints")
-    budgets.add_argument("--total-params", type=_count, help="N_total budget (memory)")
-    budgets.add_argument("--active-params", type=_count, help="N_active budget (inference)")
-    budgets.add_argument("--flops-per-token", type=_count, help="training FLOPs per token budget (inference)")
-    budgets.add_argument("--tolerance", type=_fraction, default=0.1, help="relative width of each budget (default 0.1)")
-    budgets.add_argument("--compute", type=_count, nargs="+", default=[], help="training budgets C (isoFLOP)")
-    budgets.add_argument("--tokens", type=_count, help="tokens per run when no --compute")
+    budgets.add_argument("--total-params", type=count_value, help="N_total budget (memory)")
+    budgets.add_argument("--active-params", type=count_value, help="N_active budget (inference)")
+    budgets.add_argument("--flops-per-token", type=count_value, help="training FLOPs per token budget (inference)")
+    budgets.add_argument("--tolerance", type=fraction, default=0.1, help="relative width of each budget (default 0.1)")
+    budgets.add_argument("--compute", type=count_value, nargs="+", default=[], help="training budgets C (isoFLOP)")
+    budgets.add_argument("--tokens", type=count_value, help="tokens per run when no --compute")
     grid.add_argument("--seed", type=non_negative_int, default=0)
     grid.add_argument("--name", help="sweep name (default: the preset's, else 'sweep')")
     grid.add_argument("--out", help="write the sweep YAML here")
