@@ -1,7 +1,7 @@
 """Whether the data decide an optimum: the determination rule, lack of fit, and the trend's bootstrap.
 
 ``scaling.optimum.find_optimum`` states an optimum per budget only where the data decide it.
-The rule (issue 22 §3), applied to every row of ``OptimumResult.best``:
+The rule, applied to every row of ``OptimumResult.best``:
 
 - the optimal **sparsity** is ``determined`` when (1) at least ``DETERMINED_SHARE`` = 80% of the
   bootstrap resamples put the optimal sparsity within one step of it on the budget's grid of

@@ -143,7 +143,7 @@ def plan_slices(slices) -> list[PlannedRun]:
     return list(runs.values())
 
 
-# cpu-study: the sparsity study for 2 CPU cores (issue "a sparsity study whose runs learn"). The
+# cpu-study: the sparsity study for 2 CPU cores, designed so that its runs learn their tasks. The
 # design is fixed here; its training recipe (1,024-token steps, lr 1e-2, 4 heads, Switch-style
 # top-1 gates) is the one under which the cpu-tiny models learned the facts (benchmarks/RESULTS.md);
 # a learning-rate rule per size and the study's wall time are not yet measured.

@@ -1,4 +1,4 @@
-"""The Hugging Face tools (issue 20): `moescale export` (a run as a transformers checkpoint, runner.hf), `moescale eval`
+"""The Hugging Face tools: `moescale export` (a run as a transformers checkpoint, runner.hf), `moescale eval`
 (lm-evaluation-harness and pass@k into evals rows, runner.hf_eval), `moescale posttrain` (GRPO via TRL, runner.hf_grpo)."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from scaling.architecture import parse_count
 from scaling.errors import MoescaleError
 from scaling.files import atomic_write
 
-__all__ = ["count_value", "fraction", "positive_float", "parse_number", "positive_number", "print_result"]
+__all__ = ["count_value", "fraction", "positive_float", "non_negative_float", "parse_number", "positive_number", "print_result"]
 
 
 def parse_number(text: str, what: str, minimum: int | None = None) -> float | int:
@@ -64,23 +64,27 @@ def count_value(text: str) -> float:
     return value
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number in (0, 1]."""
+def _checked_float(text: str, ok, requirement: str) -> float:
+    """``text`` as a float for which ``ok(value)`` holds; argparse's one-line error otherwise."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1]")
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be {requirement}")
     return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    return _checked_float(text, lambda v: 0 < v <= 1, "in (0, 1]")
 
 
 def positive_float(text: str) -> float:
     """argparse type: a positive finite number."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
-    return value
+    return _checked_float(text, lambda v: 0 < v < math.inf, "a positive finite number")
+
+
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    return _checked_float(text, lambda v: 0 <= v < math.inf, "a finite number >= 0")

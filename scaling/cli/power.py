@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 
 from scaling.cli import non_negative_int, positive_int
+from scaling.cli.options import non_negative_float
 
 
 def _bootstrap(text: str) -> int:
@@ -33,17 +33,6 @@ def _bootstrap(text: str) -> int:
     return value
 
 
-def _noise(text: str) -> float:
-    """argparse type: the relative seed noise, a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and value >= 0):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
-    return value
-
-
 def register(plan_sub) -> None:
     p = plan_sub.add_parser("power", help="simulate a planned sweep: can it decide the claims and the optimum?",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +40,7 @@ def register(plan_sub) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--truth", metavar="FIT.json", help="a moe fit (`moescale fit --law moe --json OUT`) to simulate from")
     src.add_argument("--store", metavar="PATH", help="fit the truth to this store's runs and measure its seed noise")
-    p.add_argument("--noise", type=_noise, default=None, metavar="SIGMA",
+    p.add_argument("--noise", type=non_negative_float, default=None, metavar="SIGMA",
                    help="relative seed noise of the final loss (default: the store's, else 0.004)")
     p.add_argument("--n-sim", type=positive_int, default=200, help="simulated sweeps (default 200)")
     p.add_argument("--bootstrap", type=_bootstrap, default=100, metavar="B",
