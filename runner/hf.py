@@ -109,6 +109,21 @@ def _model_class(hf_cfg):
     return {"llama": LlamaForCausalLM, "mixtral": MixtralForCausalLM, SWITCH_MODEL_TYPE: MoescaleMoeForCausalLM}[hf_cfg.model_type]
 
 
+def _same_weights(config: ModelConfig):
+    """(our name, transformers name) of every weight both models hold in the same layout: embedding,
+    final norm, head, each layer's two norms, attention projections and (MoE) router."""
+    yield from (("tok_emb.weight", "model.embed_tokens.weight"), ("norm.weight", "model.norm.weight"),
+                ("head.weight", "lm_head.weight"))
+    for i in range(config.arch.n_layers):
+        ours, hf = f"blocks.{i}.", f"model.layers.{i}."
+        yield ours + "attn_norm.weight", hf + "input_layernorm.weight"
+        yield ours + "ffn_norm.weight", hf + "post_attention_layernorm.weight"
+        for a, b in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")):
+            yield f"{ours}attn.{a}.weight", f"{hf}self_attn.{b}.weight"
+        if config.arch.is_moe:
+            yield ours + "moe.router.gate.weight", hf + "mlp.gate.weight"
+
+
 def to_hf_state_dict(state: dict, config: ModelConfig) -> dict:
     """Our state dict (``Transformer.state_dict()``) under the transformers model's names and layouts.
 
@@ -116,17 +131,11 @@ def to_hf_state_dict(state: dict, config: ModelConfig) -> dict:
     w2 (E, F, D): Mixtral's gate_up_proj is cat(w1^T, w3^T) (E, 2F, D) and down_proj w2^T (E, D, F);
     Llama's gate_proj, up_proj, down_proj are w1[0]^T, w3[0]^T, w2[0]^T.
     """
-    out = {"model.embed_tokens.weight": state["tok_emb.weight"], "model.norm.weight": state["norm.weight"],
-           "lm_head.weight": state["head.weight"]}  # fmt: skip
+    out = {h: state[o] for o, h in _same_weights(config)}
     for i in range(config.arch.n_layers):
         ours, hf = f"blocks.{i}.", f"model.layers.{i}."
-        out[hf + "input_layernorm.weight"] = state[ours + "attn_norm.weight"]
-        out[hf + "post_attention_layernorm.weight"] = state[ours + "ffn_norm.weight"]
-        for a, b in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")):
-            out[f"{hf}self_attn.{b}.weight"] = state[f"{ours}attn.{a}.weight"]
         w1, w3, w2 = (state[f"{ours}moe.experts.{w}"] for w in ("w1", "w3", "w2"))
         if config.arch.is_moe:
-            out[hf + "mlp.gate.weight"] = state[ours + "moe.router.gate.weight"]
             out[hf + "mlp.experts.gate_up_proj"] = torch.cat([w1.transpose(1, 2), w3.transpose(1, 2)], dim=1).contiguous()
             out[hf + "mlp.experts.down_proj"] = w2.transpose(1, 2).contiguous()
         else:
@@ -138,18 +147,13 @@ def to_hf_state_dict(state: dict, config: ModelConfig) -> dict:
 
 def from_hf_state_dict(hf: dict, config: ModelConfig) -> dict:
     """The inverse of ``to_hf_state_dict``: a transformers model's state dict under our names."""
-    out = {"tok_emb.weight": hf["model.embed_tokens.weight"], "norm.weight": hf["model.norm.weight"],
-           "head.weight": hf.get("lm_head.weight", hf["model.embed_tokens.weight"])}  # fmt: skip
+    hf = {"lm_head.weight": hf["model.embed_tokens.weight"], **hf}  # a tied head is saved once, as the embedding
+    out = {o: hf[h] for o, h in _same_weights(config)}
     F = config.arch.d_ff
     for i in range(config.arch.n_layers):
         ours, h = f"blocks.{i}.", f"model.layers.{i}."
-        out[ours + "attn_norm.weight"] = hf[h + "input_layernorm.weight"]
-        out[ours + "ffn_norm.weight"] = hf[h + "post_attention_layernorm.weight"]
-        for a, b in (("wq", "q_proj"), ("wk", "k_proj"), ("wv", "v_proj"), ("wo", "o_proj")):
-            out[f"{ours}attn.{a}.weight"] = hf[f"{h}self_attn.{b}.weight"]
         e = ours + "moe."
         if config.arch.is_moe:
-            out[e + "router.gate.weight"] = hf[h + "mlp.gate.weight"]
             gate_up = hf[h + "mlp.experts.gate_up_proj"]
             out[e + "experts.w1"] = gate_up[:, :F].transpose(1, 2).contiguous()
             out[e + "experts.w3"] = gate_up[:, F:].transpose(1, 2).contiguous()

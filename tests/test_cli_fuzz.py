@@ -280,34 +280,14 @@ FUZZ = settings(max_examples=10, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
-def test_mutated_run_files_train_or_are_refused_with_one_line(tmp_path):
+def _fuzz_file(tmp_path, base: dict, name: str, argv: list[str], made: list[str]) -> None:
+    """Run ``argv`` on ``base`` written as ``name`` (it must exit 0), then on mutations of it (``_check_long``;
+    ``made``: what exit 2 must not leave behind)."""
     import yaml
 
     (tmp_path / "base").mkdir()
-    (tmp_path / "base" / "run.yaml").write_text(yaml.safe_dump(TINY_RUN))
-    argv = ["train", "run.yaml", "--out", "runs", "--quiet", "--threads", "1"]
-    assert _check_long(argv, tmp_path / "base", []) == 0  # the unmutated file trains
-    counter = iter(range(10**6))
-
-    @FUZZ
-    @given(text=mutated_yaml(TINY_RUN))
-    def check(text):
-        folder = tmp_path / f"ex{next(counter)}"
-        folder.mkdir()
-        (folder / "run.yaml").write_bytes(text)
-        _check_long(["train", "run.yaml", "--out", "runs", "--quiet", "--threads", "1"], folder, [folder / "runs"])
-
-    check()
-
-
-def test_mutated_sweep_files_run_or_are_refused_with_one_line(tmp_path):
-    from scaling.architecture import Architecture
-    from scaling.planner import PlannedRun
-
-    a = TINY_RUN["architecture"]
-    run = PlannedRun.create(Architecture(**a), 256, 0, compute=None)
-    base = {"name": "fuzz", "train": {k: v for k, v in TINY_RUN.items() if k not in ("architecture", "tokens", "seed")},
-            "runs": [{k: v for k, v in run.to_dict().items() if k != "derived"}]}
+    (tmp_path / "base" / name).write_text(yaml.safe_dump(base, sort_keys=False))
+    assert _check_long(argv, tmp_path / "base", []) == 0  # the unmutated file runs
     counter = iter(range(10**6))
 
     @FUZZ
@@ -315,12 +295,26 @@ def test_mutated_sweep_files_run_or_are_refused_with_one_line(tmp_path):
     def check(text):
         folder = tmp_path / f"ex{next(counter)}"
         folder.mkdir()
-        (folder / "sweep.yaml").write_bytes(text)
-        argv = ["sweep", "sweep.yaml", "--store", "s.duckdb", "--out", "runs", "--workers", "1", "--threads", "1",
-                "--quiet"]
-        _check_long(argv, folder, [folder / "runs", folder / "s.duckdb"])
+        (folder / name).write_bytes(text)
+        _check_long(argv, folder, [folder / m for m in made])
 
     check()
+
+
+def test_mutated_run_files_train_or_are_refused_with_one_line(tmp_path):
+    _fuzz_file(tmp_path, TINY_RUN, "run.yaml", ["train", "run.yaml", "--out", "runs", "--quiet", "--threads", "1"],
+               ["runs"])
+
+
+def test_mutated_sweep_files_run_or_are_refused_with_one_line(tmp_path):
+    from scaling.architecture import Architecture
+    from scaling.planner import PlannedRun
+
+    run = PlannedRun.create(Architecture(**TINY_RUN["architecture"]), 256, 0, compute=None)
+    base = {"name": "fuzz", "train": {k: v for k, v in TINY_RUN.items() if k not in ("architecture", "tokens", "seed")},
+            "runs": [{k: v for k, v in run.to_dict().items() if k != "derived"}]}
+    argv = ["sweep", "sweep.yaml", "--store", "s.duckdb", "--out", "runs", "--workers", "1", "--threads", "1", "--quiet"]
+    _fuzz_file(tmp_path, base, "sweep.yaml", argv, ["runs", "s.duckdb"])
 
 
 def test_demo_arguments_exit_0_or_2_before_any_training(tmp_path, monkeypatch):

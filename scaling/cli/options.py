@@ -20,8 +20,6 @@ __all__ = ["count_value", "fraction", "positive_float", "non_negative_float", "p
 def parse_number(text: str, what: str, minimum: int | None = None) -> float | int:
     """``text`` as a finite count (1e14, 5M; ``scaling.architecture.parse_count``), or with
     ``minimum`` as an integer >= minimum; MoescaleError naming the option ``what`` otherwise."""
-    from scaling.architecture import parse_count
-
     try:
         value = parse_count(text) if minimum is None else int(text)
     except (MoescaleError, ValueError):
