@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from figures.study import has_slices, study_blocks
 from scaling.errors import MoescaleError
 from scaling.files import atomic_write, remove_stale_temps
 from scaling.papers import format_value, paper_comparison
@@ -138,6 +139,8 @@ def build_blocks(analysis, draw, *, store_path: str, fingerprint: str, commands:
         b.append(("p", "No analysis: " + "; ".join(notes or ["it could not run"])))
     else:
         b.append(("list", analysis.headline()))
+        if has_slices(analysis.runs):
+            b += study_blocks(analysis)
         b.append(("h2", "The seed papers' claims against these runs"))
         b.append(("p", f"Each verdict is one of {', '.join(WORDS)}, with its reason (`scaling.verdicts`: an "
                        f"interval that excludes the null decides; |ΔAIC| < {AIC_THRESHOLD:g} is inconclusive; a claim "

@@ -47,8 +47,11 @@ TRAIN_BYTES_PER_PARAM = 16
 #: Keys that do not change what a run computes (where and how it runs, what it prints),
 #: so they stay out of ``run_id``.
 NON_RESULT_KEYS = (
-    "log_interval", "eval_interval", "checkpoint_interval", "micro_batch_tokens", "device", "compile", "sweep",
+    "log_interval", "eval_interval", "checkpoint_interval", "micro_batch_tokens", "device", "compile", "sweep", "slice",
 )  # fmt: skip
+#: Keys added after run ids were first published: left out of ``run_id`` while unset (None),
+#: so every run planned before them keeps its id.
+LATER_KEYS = ("lr_base_width",)
 
 DTYPES = ("auto", "float32", "bfloat16")
 
@@ -61,7 +64,7 @@ class TrainConfig:
     tokens: training tokens; the run takes round(tokens / batch_tokens) steps (at least 1).
     data: a ``runner.data.load_corpus`` spec, {"kind": "synthetic" | "bin" | "text", ...}.
     Model knobs: aux_loss_coef, z_loss_coef, init_std, rope_theta, norm_eps (``ModelConfig``).
-    Optimizer: lr (peak), min_lr_ratio, warmup_fraction, beta1, beta2, weight_decay, eps, grad_clip.
+    Optimizer: lr (peak; with lr_base_width, the peak at that d_model: ``peak_lr``), min_lr_ratio, warmup_fraction, beta1, beta2, weight_decay, eps, grad_clip.
     Batch: batch_tokens per optimizer step (global, over all ranks), micro_batch_tokens per
       forward/backward on one rank (None: the whole per-rank share at once); both multiples of
       seq_len; grad accumulation = batch_tokens / (micro_batch_tokens * world size).
@@ -72,6 +75,8 @@ class TrainConfig:
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1"...; dtype: "auto" (bf16
       autocast on CUDA, float32 on CPU), "float32" or "bfloat16"; compile: torch.compile the model.
     sweep: the sweep the run belongs to (recorded in run.json; not part of run_id).
+    slice: the named part(s) of a study the run serves, ``sparsity+size`` (``scaling.presets``;
+      recorded in run.json and the store's ``final.slice``; not part of run_id).
     """
 
     architecture: Architecture
@@ -84,6 +89,7 @@ class TrainConfig:
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
     lr: float = 3e-3
+    lr_base_width: int | None = None
     min_lr_ratio: float = 0.1
     warmup_fraction: float = 0.05
     beta1: float = 0.9
@@ -104,6 +110,7 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool = False
     sweep: str | None = None
+    slice: str | None = None
     #: Where the config came from (a RUN.yaml path, ``run ID`` of a sweep), for error messages;
     #: not a field: it is not saved and does not enter run_id.
     source: ClassVar[str | None] = None
@@ -156,6 +163,8 @@ class TrainConfig:
         """A planner ``PlannedRun`` (architecture, tokens, seed) plus training defaults, with
         ``overrides`` (e.g. a sweep's ``train:`` block) on top; unknown override keys are refused."""
         base = {"architecture": run.architecture, "tokens": int(run.tokens), "seed": int(run.seed)}
+        if getattr(run, "slice", None):
+            base["slice"] = run.slice
         overrides = dict(overrides or {})
         if "architecture" in overrides:
             raise MoescaleError("training overrides: key 'architecture' cannot be overridden (the sweep plans it)")
@@ -184,7 +193,8 @@ class TrainConfig:
         defaults resolved, model knobs, optimizer, schedule, batch, evaluation settings, dtype)
         and the model's version (``MODEL_VERSION``), not NON_RESULT_KEYS; hashed by
         ``scaling.planner.run_id``, the one id function, so a planned run's id is this one."""
-        payload = {k: v for k, v in self.to_dict().items() if k not in NON_RESULT_KEYS}
+        payload = {k: v for k, v in self.to_dict().items()
+                   if k not in NON_RESULT_KEYS and not (k in LATER_KEYS and v is None)}
         payload["data"] = resolve_spec(payload["data"])
         payload["model_version"] = MODEL_VERSION
         return run_id(self.architecture, payload)
@@ -201,14 +211,29 @@ class TrainConfig:
     def warmup_steps(self) -> int:
         return int(round(self.warmup_fraction * self.steps))
 
+    @property
+    def peak_lr(self) -> float:
+        """The peak learning rate: ``lr``, or with ``lr_base_width`` the width rule
+        lr * sqrt(lr_base_width / d_model) (``lr`` is then the peak at d_model = lr_base_width).
+
+        Porian et al. 2024 (arXiv 2406.19146) show that a learning rate left untuned per size biases
+        the compute-optimal allocation; under Adam the optimal rate falls with width (1/width for
+        hidden layers in muP, Yang et al. 2022, arXiv 2203.03466). The exponent 1/2 is the one the
+        cpu-study's learning-rate sweep at its smallest and largest sizes gives (optima near 7e-3
+        at d_model 32 and 3.5e-3 at 128; benchmarks/RESULTS.md).
+        """
+        if self.lr_base_width is None:
+            return self.lr
+        return self.lr * math.sqrt(self.lr_base_width / self.architecture.d_model)
+
     def lr_at(self, step: int) -> float:
-        """Learning rate of update ``step`` (0-based): linear warm-up, cosine to min_lr_ratio * lr."""
-        W, S = self.warmup_steps, self.steps
+        """Learning rate of update ``step`` (0-based): linear warm-up, cosine to min_lr_ratio * peak_lr."""
+        W, S, peak = self.warmup_steps, self.steps, self.peak_lr
         if step < W:
-            return self.lr * (step + 1) / W
+            return peak * (step + 1) / W
         progress = min(1.0, (step - W) / max(1, S - 1 - W))
         r = self.min_lr_ratio
-        return self.lr * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress)))
+        return peak * (r + (1 - r) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     def model_config(self):
         """The ``runner.model.ModelConfig`` of this run (architecture and model knobs)."""
@@ -261,7 +286,10 @@ class TrainConfig:
              "device", "must be auto, cpu or cuda[:N]")  # fmt: skip
         need(self.dtype in DTYPES, "dtype", f"must be one of {', '.join(DTYPES)}")
         need(isinstance(self.compile, bool), "compile", "must be true or false")
-        need(self.sweep is None or isinstance(self.sweep, str), "sweep", "must be a string or null")
+        need(self.lr_base_width is None or (is_int(self.lr_base_width) and self.lr_base_width > 0), "lr_base_width",
+             "must be a positive integer (a d_model) or null")  # fmt: skip
+        for key in ("sweep", "slice"):
+            need(getattr(self, key) is None or isinstance(getattr(self, key), str), key, "must be a string or null")
 
 
 # ----------------------------------------------------------------------------- before training
@@ -351,5 +379,5 @@ def check_trainable(config: TrainConfig, *, corpora=None, world: int = 1):
     return corpus
 
 
-__all__ = ["DTYPES", "MAX_SEED", "MAX_TOKENS", "MODEL_VERSION", "NON_RESULT_KEYS", "TRAIN_BYTES_PER_PARAM", "TrainConfig",
+__all__ = ["DTYPES", "LATER_KEYS", "MAX_SEED", "MAX_TOKENS", "MODEL_VERSION", "NON_RESULT_KEYS", "TRAIN_BYTES_PER_PARAM", "TrainConfig",
            "check_trainable", "machine_memory"]

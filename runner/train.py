@@ -114,7 +114,7 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(
-        groups, lr=config.lr, betas=(config.beta1, config.beta2), eps=config.eps, foreach=device.type == "cuda"
+        groups, lr=config.peak_lr, betas=(config.beta1, config.beta2), eps=config.eps, foreach=device.type == "cuda"
     )
 
 
@@ -195,7 +195,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, quiet: b
     n_micro = rank_rows // micro_rows
     rows_per_step = rank_rows * d.world
     optimizer = _optimizer(model, config, device)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: config.lr_at(s) / config.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: config.lr_at(s) / config.peak_lr)
     stream = Stream(corpus.train, corpus.train_mask, T)
 
     step = 0

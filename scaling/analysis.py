@@ -49,7 +49,8 @@ class Analysis:
     ``claims``: ClaimsResult; ``accuracy``: AccuracyResult or None (no eval data);
     ``isoflop``: DataFrame of isoFLOP minima per budget (``scaling.allocation.isoflop_minima``,
     budget column ``budget``) or an empty frame; ``optimum``: OptimumResult; ``compute``: the budgets
-    used; ``objectives``: the objectives optimized; ``notes``: what was skipped and why.
+    used; ``objectives``: the objectives optimized; ``notes``: what was skipped and why;
+    ``evals``: the store's evals rows of those runs (empty when it has none).
     """
 
     runs: pd.DataFrame
@@ -63,6 +64,7 @@ class Analysis:
     bootstrap: int
     seed: int
     notes: list[str] = field(default_factory=list)
+    evals: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def headline(self) -> list[str]:
         """One line per budget and objective: the optimal sparsity with its resample range where the
@@ -250,4 +252,4 @@ def analyze(store, compute=None, *, memory: float | None = None, active: float |
                        weights=weights)
     return Analysis(runs=runs.final, excluded=runs.excluded, claims=claims, accuracy=accuracy, isoflop=iso,
                     optimum=opt, compute=list(compute), objectives=list(objectives), bootstrap=int(bootstrap),
-                    seed=int(seed), notes=notes)
+                    seed=int(seed), notes=notes, evals=runs.evals)

@@ -41,7 +41,7 @@ __all__ = ["FinalRuns", "load_final", "final_runs", "open_store", "NEEDED", "PER
 #: The columns of the ``final`` view the moe law, the claims and the optimum need.
 NEEDED = ("run_id", "n_total", "n_active", "sparsity", "n_experts", "top_k", "tokens", "val_loss", "active_flops")
 #: Config keys (dotted prefixes) that differ from run to run by design, or that do not change a result.
-PER_RUN_KEYS = ("architecture", "tokens", "seed", "compute", "simulated", "sweep", "log_interval", "eval_interval",
+PER_RUN_KEYS = ("architecture", "tokens", "seed", "compute", "simulated", "sweep", "slice", "log_interval", "eval_interval",
                 "checkpoint_interval", "micro_batch_tokens", "device", "compile")
 _ARCH_COLUMNS = ("d_model", "n_layers", "n_heads", "d_ff", "n_experts", "top_k", "vocab_size", "seq_len")
 

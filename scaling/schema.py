@@ -31,7 +31,7 @@ RUN_COLUMNS = (
     "n_total", "n_active", "n_total_nonembed", "n_active_nonembed", "flops_per_token",
     "tokens_planned", "seed",
 )  # fmt: skip
-DERIVED_COLUMNS = ("sparsity", "density", "tokens", "tpp", "active_flops", "val_loss")
+DERIVED_COLUMNS = ("sparsity", "density", "tokens", "tpp", "active_flops", "val_loss", "slice")
 
 
 def quote(identifier: str) -> str:
@@ -132,6 +132,7 @@ def final_view_sql(pairs) -> str:
         f"{tokens}::DOUBLE / r.n_total AS tpp",
         f"r.flops_per_token * {tokens} AS active_flops",
         "last_val.val_loss",
+        "json_extract_string(r.config, '$.slice') AS slice",
     ]
     ctes = [
         "last_row AS (SELECT run_id, arg_max(tokens, step) AS tokens FROM metrics GROUP BY run_id)",

@@ -26,12 +26,12 @@ def test_every_run_names_its_slices_and_run_ids_are_unique(study):
     assert study.train["batch_tokens"] == 1024
 
 
-def test_sparsity_slice_spans_experts_1_to_32_at_top_k_1_2_and_4(study):
+def test_sparsity_slice_spans_experts_1_to_64_at_top_k_1_2_and_4(study):
     runs = [r for r in study.runs if "sparsity" in _parts(r)]
     assert {(r.architecture.d_model, r.architecture.n_layers) for r in runs} == {(64, 2)}
     pairs = {(r.architecture.n_experts, r.architecture.top_k) for r in runs}
-    assert {E for E, k in pairs if k == 1} == {1, 2, 4, 8, 16, 32}
-    assert {E for E, k in pairs if k == 2} == {2, 4, 8, 16, 32} and {E for E, k in pairs if k == 4} == {16, 32}
+    assert {E for E, k in pairs if k == 1} == {1, 2, 4, 8, 16, 32, 64}
+    assert {E for E, k in pairs if k == 2} == {2, 4, 8, 16, 32, 64} and {E for E, k in pairs if k == 4} == {16, 32, 64}
     assert len({r.compute for r in runs}) == 3
 
 
