@@ -1,11 +1,12 @@
-"""The whole path as Python calls: a store to its figures and report, and the offline cpu-tiny demo end to end.
+"""The whole path as Python calls: a store to its figures and report, and the offline demo end to end.
 
 - ``analyze_or_skip(store)``: ``scaling.analysis.analyze`` run once, or the reason it cannot run
   (too few runs, ...), so the store-only figures and the report are still made.
 - ``draw_store(store, out)``: the analysis once, then ``figures.draw.draw_all`` (``moescale figures``).
 - ``report_store(store, out)``: the analysis once, then ``figures.report.write_report``, which draws
   the figures with the same analysis (``moescale report``).
-- ``run_demo(out)``: plans the cpu-tiny isoFLOP sparsity sweep (``scaling.planner``), trains it on
+- ``report_study(out)``: the report of the cpu-study shipped with the project (its runs ingested, no training).
+- ``run_demo(out)``: plans the cpu-study-demo sweep (``scaling.planner``), trains it on
   the synthetic corpus with the sweep runner (``runner.sweep.run_sweep``, which ingests each
   finished run into the store), runs the analysis (the claims of Liew et al. 2026, the accuracy
   regimes of Nakamura et al. 2025, isoFLOP minima, the optimum per budget and objective with
@@ -32,12 +33,16 @@ if TYPE_CHECKING:
     from figures.report import ReportResult
     from scaling.analysis import Analysis
 
-__all__ = ["PUBLIC", "PUBLIC_FIGURES", "DemoResult", "analyze_or_skip", "draw_store", "report_store", "run_demo",
-           "public_data",
-           "plan_sweep", "train_sweep"]
+__all__ = ["DEMO_PRESET", "PUBLIC", "PUBLIC_FIGURES", "STUDY_DIR", "DemoResult", "analyze_or_skip", "draw_store",
+           "plan_sweep", "public_data", "report_store", "report_study", "run_demo", "train_sweep"]
 
 #: The public datasets whose reproductions join the demo when found.
 PUBLIC = ("chinchilla_epoch", "clark_routing")
+#: The preset the demo trains: the part of the cpu-study whose runs learn in a few minutes.
+DEMO_PRESET = "cpu-study-demo"
+#: The cpu-study shipped with the project: its run directories (run.json, metrics.jsonl, evals.jsonl;
+#: no checkpoints) under ``runs/``, its README (command, code version) and report.md.
+STUDY_DIR = Path(__file__).resolve().parents[1] / "data" / "studies" / "cpu-study"
 
 
 def _quiet(msg: str) -> None:
@@ -110,6 +115,42 @@ def report_store(store=None, out="report", *, bootstrap: int = 200, seed: int = 
                         bootstrap=bootstrap, seed=seed, public=public, commands=commands, say=say)
 
 
+def report_study(out, runs=None, *, bootstrap: int = 200, seed: int = 0, say=None) -> ReportResult:
+    """The shipped study's report without training: ingest its run directories (``runs``, default
+    ``STUDY_DIR / "runs"``) into ``out/moescale.duckdb``, analyse them once and write the report into
+    ``out/report`` (the same as ``moescale ingest RUNS/* --store S`` then ``moescale report --store S``)."""
+    import shlex
+
+    from figures.draw import draw_all, store_frames
+    from figures.report import write_report
+    from scaling.analysis import analyze
+    from scaling.final import open_store
+    from scaling.ingest import find_run_dirs, ingest
+    from scaling.store import Store
+
+    say = say or _quiet
+    runs = Path(runs) if runs is not None else STUDY_DIR / "runs"
+    if not runs.is_dir():
+        raise MoescaleError(f"{runs}: no such folder of study runs")
+    find_run_dirs([runs])
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    store = root / "moescale.duckdb"
+    with Store.create_on_success(store) as st:
+        ingest(st, [runs], progress=False)
+    q = shlex.quote
+    commands = [f"moescale ingest {q(str(runs))}/* --store {q(str(store))}",
+                f"moescale report --store {q(str(store))} --out {q(str(root / 'report'))} --bootstrap {bootstrap} "
+                f"--seed {seed}"]
+    say(f"the shipped study: analysis of its runs ({bootstrap} bootstrap resamples)")
+    st = open_store(store)
+    analysis = analyze(st, bootstrap=bootstrap, seed=seed)
+    draw = draw_all(st, root / "report" / "figures", analysis, public=False, seed=seed, say=say,
+                    frames=store_frames(st))
+    return write_report(st, root / "report", analysis=analysis, draw=draw, public=False, seed=seed,
+                        commands=commands, say=say)
+
+
 def public_data() -> dict[str, Path | None]:
     """dataset name -> local path, or None when absent (never downloads)."""
     from scaling import datasets
@@ -158,6 +199,8 @@ class DemoResult:
     report: ReportResult
     public: dict[str, Path | None] = field(default_factory=dict)
     seconds: float = 0.0
+    study: ReportResult | None = None
+    study_note: str = ""
 
     def summary(self) -> str:
         """Where everything is, the headline answers and the seed papers' claims against the runs."""
@@ -184,7 +227,21 @@ class DemoResult:
             for r in paper_comparison(a).itertuples(index=False):
                 lines.append(f"  [{r.verdict}] {r.paper}: {r.claim} ({r.ours})")
         lines += result.notes
+        lines += self._study_lines()
         return "\n".join(lines)
+
+    def _study_lines(self) -> list[str]:
+        """Where the shipped study's report is, and its headline: each question's verdict."""
+        from scaling.study import study_questions
+
+        if self.study is None:
+            return [f"the shipped study: {self.study_note}"] if self.study_note else []
+        lines = [f"the shipped study ({STUDY_DIR.name}): report {self.study.html}, {self.study.markdown}"]
+        if self.study.analysis is not None:
+            lines.append("its headline: the study's questions")
+            for r in study_questions(self.study.analysis).itertuples(index=False):
+                lines.append(f"  {r.question}: {r.verdict}")
+        return lines
 
     def __str__(self) -> str:
         return self.summary()
@@ -198,16 +255,19 @@ class DemoResult:
         return {"out": str(self.out), "sweep": str(self.sweep), "n_runs": self.n_runs, "store": str(self.store),
                 "public": {k: (str(v) if v else None) for k, v in self.public.items()}, "seconds": self.seconds,
                 "report": self.report.to_json(), "headline": a.headline() if a is not None else [],
-                "papers": paper_comparison(a).to_dict("records") if a is not None else []}
+                "papers": paper_comparison(a).to_dict("records") if a is not None else [],
+                "study": self.study.to_json() if self.study is not None else None, "study_note": self.study_note}
 
 
 #: public dataset -> the figure that reproduces it.
 PUBLIC_FIGURES = {"chinchilla_epoch": "chinchilla_epoch", "clark_routing": "clark_experts"}
 
 
-def run_demo(out="demo", *, workers: int = 2, preset: str = "cpu-tiny", seed: int = 0, bootstrap: int = 200,
-             quiet: bool = False, progress=None) -> DemoResult:
-    """Plan, train, analyse and report ``preset`` into ``out`` (see the module docstring).
+def run_demo(out="demo", *, workers: int = 2, preset: str = DEMO_PRESET, seed: int = 0, bootstrap: int = 200,
+             quiet: bool = False, progress=None, study: bool = True) -> DemoResult:
+    """Plan, train, analyse and report ``preset`` into ``out`` (see the module docstring); with
+    ``study``, also write the shipped cpu-study's report into ``out/study`` (``report_study``; skipped
+    with a note when the project's data/studies folder is not there, e.g. an installed package).
 
     ``workers``: training processes; ``bootstrap`` resamples of runs (``seed``) in the analysis;
     ``quiet``: no progress bars while training; ``progress``: optional callable(str) for progress lines.
@@ -266,5 +326,10 @@ def run_demo(out="demo", *, workers: int = 2, preset: str = "cpu-tiny", seed: in
                     frames=store_frames(st), public_skipped=missing)
     report = write_report(st, root / "report", analysis=analysis, draw=draw, public=True, seed=seed,
                           commands=commands, say=say)
+    shipped, note = None, ""
+    if study and (STUDY_DIR / "runs").is_dir():
+        shipped = report_study(root / "study", bootstrap=bootstrap, seed=seed, say=say)
+    elif study:
+        note = f"not reported: {STUDY_DIR / 'runs'} is not there (it ships with the project's source)"
     return DemoResult(out=root, sweep=sweep_path, n_runs=n_runs, store=store, report=report, public=public,
-                      seconds=time.monotonic() - began)
+                      seconds=time.monotonic() - began, study=shipped, study_note=note)

@@ -60,20 +60,11 @@ CPU_TINY_DESCRIPTION = (
     "6 x 3 = 18 runs; 2.8-3.7 min with 2 workers on 2 quiet CPU cores (3.7-5.0 min with 1 worker; "
     "benchmarks/bench_sweep.py), several times that on a busy machine"
 )
-# gpu-small: the same design for one H100/H200 in about an hour (not yet timed on a GPU).
-GPU_SMALL_COMPUTE = (5e15, 1e16, 2e16)
-GPU_SMALL_TRAIN: dict = {"data": {"kind": "synthetic", "n_people": 20000}, "batch_tokens": 131072, "lr": 1e-3,
-                          "device": "cuda", "dtype": "bfloat16", "log_interval": 10, "checkpoint_interval": 100}
-GPU_SMALL_DESCRIPTION = (
-    "the cpu-tiny design for one H100/H200 (about an hour, estimated, not yet timed): 8 layers, d_model 512 "
-    "(head_dim 64), expert width 1024, dense + E 4/8/16 at k 1 + E 4/16 at k 2, vocab 512, seq_len 512, "
-    "budgets C = 5e15, 1e16, 2e16 FLOPs: 6 x 3 = 18 runs"
-)
 _K = (2, 4, 8, 16)
 
 
 def _isoflop_spaces(n_layers: int, d_model: int, head_dim: int, vocab_size: int, seq_len: int) -> tuple[GridSpace, ...]:
-    """The sparsity design of cpu-tiny and gpu-small: one width, dense and MoE with expert
+    """The sparsity design of cpu-tiny: one width, dense and MoE with expert
     width 2*d_model: k = 1 at E = 1, 4, 8, 16 and k = 2 at E = 4, 16 (sparsity E/k = 1, 2, 4,
     8, 8, 16; two architectures at s = 8 with different E and k tell whether E and k act
     only through s)."""
@@ -154,29 +145,69 @@ CPU_STUDY_COMPUTE = (5e11, 1e12, 2e12)
 CPU_STUDY_DATA: dict = {"kind": "synthetic", "n_people": 200, "pointer_hops": 2, "arith_ops": 2}
 CPU_STUDY_TRAIN: dict = {"data": CPU_STUDY_DATA, "batch_tokens": 1024, "lr": 5e-3, "lr_base_width": 64,
                          "log_interval": 10, "checkpoint_interval": 100}
-_STUDY = dict(head_dim=16, vocab_size=512, seq_len=128, granularity=(0.5,))
-CPU_STUDY_SLICES = (
-    StudySlice("sparsity", (
-        GridSpace(n_layers=(2,), d_model=(64,), n_experts=(1, 2, 4, 8, 16, 32, 64), top_k=(1,), **_STUDY),
-        GridSpace(n_layers=(2,), d_model=(64,), n_experts=(2, 4, 8, 16, 32, 64), top_k=(2,), **_STUDY),
-        GridSpace(n_layers=(2,), d_model=(64,), n_experts=(16, 32, 64), top_k=(4,), **_STUDY),
-    ), CPU_STUDY_COMPUTE),
-    StudySlice("size", tuple(
-        GridSpace(n_layers=(L,), d_model=(d,), n_experts=(1, 8), top_k=(1,), **_STUDY)
-        for d, L in ((32, 1), (32, 2), (48, 2), (64, 2), (96, 2), (128, 2))
-    ), CPU_STUDY_COMPUTE),
-    StudySlice("liew", tuple(
-        GridSpace(n_layers=(1, 2, 3), d_model=tuple(range(32, 161, 16)), n_experts=(E,), top_k=(k,), **_STUDY)
-        for E, k in ((8, 2), (16, 4), (32, 8))
-    ), CPU_STUDY_COMPUTE, total_params=5e5),
-)
-CPU_STUDY_SLICES += (StudySlice("seeds", (), CPU_STUDY_COMPUTE[:1], seeds=(1, 2),
-                                architectures_of=("sparsity", "size", "liew")),)
+def study_slices(compute: tuple[float, ...], *, scale: int = 1, head_dim: int = 16, vocab_size: int = 512,
+                 seq_len: int = 128, liew_total: float | None = None) -> tuple[StudySlice, ...]:
+    """The study design (module docstring) at ``scale`` times the cpu-study's widths: core
+    (2 layers, d_model 64 * scale), sizes (d_model 32-128 * scale, 1-2 layers), Liew's fixed
+    N_total (``liew_total``, default 5e5 * scale**2; d_model 32-160 * scale, 1-3 layers), at every budget in ``compute``,
+    and seeds 1, 2 of every architecture at the smallest budget. Expert width d_model (granularity 1/2)."""
+    common = dict(head_dim=head_dim, vocab_size=vocab_size, seq_len=seq_len, granularity=(0.5,))
+    core = dict(n_layers=(2,), d_model=(64 * scale,), **common)
+    slices = (
+        StudySlice("sparsity", (
+            GridSpace(n_experts=(1, 2, 4, 8, 16, 32, 64), top_k=(1,), **core),
+            GridSpace(n_experts=(2, 4, 8, 16, 32, 64), top_k=(2,), **core),
+            GridSpace(n_experts=(16, 32, 64), top_k=(4,), **core),
+        ), compute),
+        StudySlice("size", tuple(
+            GridSpace(n_layers=(L,), d_model=(d * scale,), n_experts=(1, 8), top_k=(1,), **common)
+            for d, L in ((32, 1), (32, 2), (48, 2), (64, 2), (96, 2), (128, 2))
+        ), compute),
+        StudySlice("liew", tuple(
+            GridSpace(n_layers=(1, 2, 3), d_model=tuple(range(32 * scale, 160 * scale + 1, 16)), n_experts=(E,),
+                      top_k=(k,), **common)
+            for E, k in ((8, 2), (16, 4), (32, 8))
+        ), compute, total_params=liew_total or 5e5 * scale**2),
+    )
+    return slices + (StudySlice("seeds", (), compute[:1], seeds=(1, 2), architectures_of=("sparsity", "size", "liew")),)
+
+
+CPU_STUDY_SLICES = study_slices(CPU_STUDY_COMPUTE)
 CPU_STUDY_DESCRIPTION = (
     "the sparsity study for 2 CPU cores, in named slices: sparsity (2 layers, d_model 64, 4 heads, E 1-64 at "
     "k 1 and 2, E 16/32/64 at k 4), size (6 widths/depths, dense and E8 k1), liew (N_total 5e5 +- 5%, s = 4: "
     "E8 k2, E16 k4, E32 k8), at C = 5e11, 1e12, 2e12 FLOPs, and seeds 1, 2 of every architecture at 5e11; "
     "1,024-token steps, peak lr 5e-3 * sqrt(64 / d_model); 200 individuals, 1-2 hop pointers, 1-2 op arithmetic"
+)
+
+# gpu-small: the cpu-study's design and recipe scaled to one H100/H200: widths x4 (core d_model 256, 4 heads
+# of 64), so parameters x~16; tokens per run x16 at the same TPP (budgets x256), in steps of 16,384 tokens
+# (x16, so each run takes the cpu-study run's number of steps), the same learning-rate rule, and a knowledge
+# base x16 (3,200 individuals) so the facts keep their size relative to the models. Liew's N_total 7.25e6,
+# where d_model must be a multiple of 64. 4.5B tokens and 3.2e16 FLOPs in all, in ~280k optimizer steps (about
+# the cpu-study's count; these models are step-bound, not FLOP-bound): an hour if a step takes ~13 ms. An
+# estimate: no GPU has timed it yet.
+GPU_SMALL_COMPUTE = (1.28e14, 2.56e14, 5.12e14)
+GPU_SMALL_TRAIN: dict = {**CPU_STUDY_TRAIN, "data": {**CPU_STUDY_DATA, "n_people": 3200}, "batch_tokens": 16384,
+                         "device": "cuda", "dtype": "bfloat16"}
+GPU_SMALL_DESCRIPTION = (
+    "the cpu-study scaled to one H100/H200 (an hour, estimated, not yet timed on a GPU): the same slices with "
+    "widths x4 (core: 2 layers, d_model 256, 4 heads, E 1-64 at k 1/2/4), budgets C = 1.28e14, 2.56e14, "
+    "5.12e14 FLOPs, 16,384-token steps, 3,200 individuals, bf16: 140 runs, 4.5B tokens, 3.2e16 FLOPs"
+)
+GPU_SMALL_SLICES = study_slices(GPU_SMALL_COMPUTE, scale=4, head_dim=64, liew_total=7.25e6)
+
+# cpu-study-demo: the part of the cpu-study that `make demo` trains in a few minutes: the sparsity
+# slice's top-1 models (E 1-32) at the two larger budgets, where the study's runs learn. Same
+# architectures, tokens, seeds and training block, so the same run ids as the study's runs.
+CPU_STUDY_DEMO_SLICES = (
+    StudySlice("sparsity", (GridSpace(n_layers=(2,), d_model=(64,), n_experts=(1, 2, 4, 8, 16, 32), top_k=(1,),
+                                      head_dim=16, vocab_size=512, seq_len=128, granularity=(0.5,)),),
+               CPU_STUDY_COMPUTE[1:]),
+)
+CPU_STUDY_DEMO_DESCRIPTION = (
+    "the demo's part of the cpu-study: its sparsity slice's top-1 models (2 layers, d_model 64, E 1-32) at "
+    "C = 1e12 and 2e12 FLOPs, with the study's recipe (the same run ids): 12 runs"
 )
 
 
@@ -205,10 +236,11 @@ PRESETS = {
     "gpu-small": Preset(
         name="gpu-small",
         description=GPU_SMALL_DESCRIPTION,
-        spaces=_isoflop_spaces(n_layers=8, d_model=512, head_dim=64, vocab_size=512, seq_len=512),
-        tokens=100_000_000,
+        spaces=(),
+        tokens=0,
         compute=GPU_SMALL_COMPUTE,
         train=GPU_SMALL_TRAIN,
+        slices=GPU_SMALL_SLICES,
     ),
     "cpu-study": Preset(
         name="cpu-study",
@@ -218,6 +250,15 @@ PRESETS = {
         compute=CPU_STUDY_COMPUTE,
         train=CPU_STUDY_TRAIN,
         slices=CPU_STUDY_SLICES,
+    ),
+    "cpu-study-demo": Preset(
+        name="cpu-study-demo",
+        description=CPU_STUDY_DEMO_DESCRIPTION,
+        spaces=(),
+        tokens=0,
+        compute=CPU_STUDY_COMPUTE[1:],
+        train=CPU_STUDY_TRAIN,
+        slices=CPU_STUDY_DEMO_SLICES,
     ),
 }
 

@@ -90,7 +90,7 @@ def test_run_demo_wires_plan_train_analysis_and_report(tmp_path, monkeypatch):
     monkeypatch.setattr("figures.draw.draw_all", draw_all)
     said = []
     d = tmp_path / "d"
-    res = demo.run_demo(d, workers=1, bootstrap=7, quiet=True, progress=said.append)
+    res = demo.run_demo(d, workers=1, preset="cpu-tiny", bootstrap=7, quiet=True, progress=said.append, study=False)
     assert calls["train"] == [("cpu-tiny.yaml", d / "moescale.duckdb", 1, True)]
     assert calls["analyze"] == [(str(d / "moescale.duckdb"), {"bootstrap": 7, "seed": 0})]
     # the public figures are asked for; those whose data is missing are skipped saying so, not "not asked for"
@@ -158,3 +158,39 @@ def test_demo_surfaces_a_sweep_the_runner_refuses(tmp_path, monkeypatch, capsys)
     err = _one_line(capsys)
     assert "the sweep finished no run" in err and "no such store file" not in err
     assert not (d / "moescale.duckdb").exists()
+
+
+def test_the_demo_trains_part_of_the_study_with_the_studys_run_ids(tmp_path):
+    """The default preset, cpu-study-demo, is the cpu-study's top-1 sparsity runs at its two larger
+    budgets: the same run ids as those runs of the study (the slice name is not part of an id)."""
+    from scaling.planner import plan
+
+    part = plan(demo.DEMO_PRESET)
+    study = {r.run_id: r for r in plan("cpu-study").runs}
+    assert len(part.runs) == 12 and part.train == plan("cpu-study").train
+    for r in part.runs:
+        assert r.run_id in study and r.architecture.top_k == 1 and r.compute in (1e12, 2e12)
+        assert "sparsity" in study[r.run_id].slice.split("+")
+
+
+def test_report_study_ingests_shipped_runs_and_writes_their_report(tmp_path, monkeypatch):
+    """report_study: a folder of run directories in, a store and a report out (no training); the demo's
+    summary then names the study's report and lists each of its questions with a verdict."""
+    from scaling.simulate import write_store
+    from scaling.study import study_questions
+
+    runs = tmp_path / "shipped"
+    write_store(tmp_path / "source.duckdb", n_runs=12, runs_dir=runs).close()
+    res = demo.report_study(tmp_path / "study", runs, bootstrap=20)
+    assert (tmp_path / "study" / "moescale.duckdb").is_file() and res.markdown.is_file()
+    md = res.markdown.read_text()
+    assert f"moescale ingest {runs}/* --store {tmp_path / 'study' / 'moescale.duckdb'}" in md
+    fx = fixture_store()
+    result = demo.DemoResult(out=tmp_path, sweep=tmp_path / "s.yaml", n_runs=12, store=fx.path, report=res,
+                             study=res)
+    text = result.summary()
+    assert f"the shipped study (cpu-study): report {res.html}" in text
+    for r in study_questions(res.analysis).itertuples(index=False):
+        assert f"  {r.question}: {r.verdict}" in text
+    with pytest.raises(demo.MoescaleError, match="no such folder of study runs"):
+        demo.report_study(tmp_path / "x", tmp_path / "missing")

@@ -76,3 +76,24 @@ def test_a_liew_target_no_architecture_meets_is_one_line():
                                        vocab_size=512, seq_len=128),), (1e12,), total_params=1e9)
     with pytest.raises(MoescaleError, match="slice 'liew': no architecture with n_experts"):
         plan_slices([sl])
+
+
+def test_gpu_small_is_the_cpu_study_at_four_times_the_width(study):
+    """gpu-small: the same slices and experts per slice, every d_model x4, the same recipe (learning-rate
+    rule, tasks) with 16x the tokens a step and 16x the individuals, on a GPU in bf16."""
+    gpu = plan("gpu-small")
+
+    def shapes(sweep, scale):
+        return collections.Counter((r.slice, r.seed, r.architecture.n_experts, r.architecture.top_k,
+                                    r.architecture.n_layers if "liew" not in _parts(r) else 0,
+                                    r.architecture.d_model // scale if "liew" not in _parts(r) else 0)
+                                   for r in sweep.runs)
+
+    assert len(gpu.runs) == len(study.runs) == 140 and shapes(gpu, 4) == shapes(study, 1)
+    tr, cpu = gpu.train, study.train
+    assert {k: v for k, v in tr.items() if k not in ("data", "batch_tokens", "device", "dtype")} == \
+        {k: v for k, v in cpu.items() if k not in ("data", "batch_tokens")}
+    assert tr["batch_tokens"] == 16 * cpu["batch_tokens"] and tr["data"]["n_people"] == 16 * cpu["data"]["n_people"]
+    assert (tr["device"], tr["dtype"]) == ("cuda", "bfloat16")
+    liew = [r.architecture.n_total for r in gpu.runs if "liew" in _parts(r)]
+    assert np.all(np.abs(np.array(liew) / 7.25e6 - 1) <= 0.05)
