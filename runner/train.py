@@ -166,7 +166,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, quiet: b
     lets a process that trains run after run build a synthetic corpus once.
     """
     from runner.model import seeded_model
-    from scaling.rundir import RUN_FILE, RunWriter, check_run_id, discard_run_files, run_status
+    from scaling.rundir import RUN_FILE, RunWriter, check_run_id, code_version, discard_run_files, run_status
 
     if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
         raise MoescaleError(f"--threads {threads}: must be a positive integer")
@@ -214,7 +214,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = True, quiet: b
         if status is None:
             writer = RunWriter(
                 run_dir, run_id, config.to_dict(), sweep=config.sweep, architecture=arch,
-                tokens_planned=config.steps * config.batch_tokens, seed=config.seed,
+                tokens_planned=config.steps * config.batch_tokens, seed=config.seed, code_version=code_version(),
             )  # fmt: skip
         else:
             writer = RunWriter.reopen(run_dir, through_step=step)

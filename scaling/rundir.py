@@ -42,8 +42,10 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import numbers
+import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -271,6 +273,29 @@ class RunWriter:
 
 
 # ----------------------------------------------------------------------------- reading
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """The code that writes a run: moe-scaling's version plus, in a git checkout of the project, its
+    commit (``0.1.0+ge426674``, ``.dirty`` when tracked files differ from that commit), as
+    ``git describe --always --dirty`` gives it; the version alone elsewhere. The runner records it
+    in every run.json it writes."""
+    from scaling import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return __version__
+    try:
+        done = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=7"],
+                              capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return __version__
+    described = done.stdout.strip()
+    if done.returncode != 0 or not described:
+        return __version__
+    commit, dirty = (described[: -len("-dirty")], ".dirty") if described.endswith("-dirty") else (described, "")
+    return f"{__version__}+g{commit}{dirty}"
 
 
 @dataclass

@@ -80,3 +80,31 @@ def test_schedule_warmup_then_cosine_to_ten_percent():
     s = 55  # halfway through the decay: 0.1 + 0.9 * (1 + cos(pi * 45/89)) / 2
     assert lrs[s] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 45 / 89)))
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+
+
+def test_run_ids_of_configs_without_the_later_keys_stand():
+    # lr_base_width came after run ids were published: unset, it stays out of the id (this run's id
+    # was d64-l2-e4-k1-f128-2d87ce2064 before the key existed); set, it is part of it. A study slice
+    # is where a run belongs, not what it computes.
+    c = TrainConfig.from_yaml("data/cpu-tiny-run.yaml")
+    assert c.run_id == "d64-l2-e4-k1-f128-2d87ce2064"
+    assert TrainConfig.from_dict({**c.to_dict(), "slice": "sparsity+size"}).run_id == c.run_id
+    assert TrainConfig.from_dict({**c.to_dict(), "lr_base_width": 64}).run_id != c.run_id
+
+
+def test_peak_lr_follows_the_width_rule():
+    # peak lr = lr * sqrt(lr_base_width / d_model); the schedule warms up to it and decays to 10% of it
+    arch = Architecture(**{**ARCH, "d_model": 128, "n_heads": 8})
+    c = TrainConfig(architecture=arch, tokens=16 * 100, batch_tokens=16, lr=5e-3, lr_base_width=32)
+    assert c.peak_lr == pytest.approx(5e-3 * math.sqrt(32 / 128)) == pytest.approx(2.5e-3)
+    assert c.lr_at(c.warmup_steps) == pytest.approx(c.peak_lr) and c.lr_at(c.steps - 1) == pytest.approx(0.1 * c.peak_lr)
+    assert TrainConfig(architecture=arch, tokens=1600, batch_tokens=16, lr=5e-3).peak_lr == 5e-3
+    with pytest.raises(MoescaleError, match="key 'lr_base_width': must be a positive integer"):
+        TrainConfig(architecture=arch, tokens=1600, batch_tokens=16, lr_base_width=0)
+
+
+def test_from_planned_records_the_study_slice():
+    run = PlannedRun.create(Architecture(**ARCH), 10_000, slice="sparsity+seeds")
+    c = TrainConfig.from_planned(run, {})
+    assert c.slice == "sparsity+seeds" and c.to_dict()["slice"] == "sparsity+seeds"
+    assert c.run_id == TrainConfig.from_planned(PlannedRun.create(Architecture(**ARCH), 10_000), {}).run_id

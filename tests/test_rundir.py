@@ -289,3 +289,21 @@ def test_log_eval_refuses_what_ingest_would_refuse(tmp_path, row, message):
     w.finish()
     rec = read_run_dir(tmp_path / "r")
     assert rec.evals[["task", "metric", "value"]].values.tolist() == [["arith", "accuracy", 0.5]]
+
+
+def test_code_version_names_the_version_and_the_commit():
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from scaling import __version__
+    from scaling.rundir import code_version
+
+    root = Path(__file__).resolve().parents[1]
+    v = code_version()
+    if not (root / ".git").exists():
+        assert v == __version__
+        return
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    m = re.fullmatch(rf"{re.escape(__version__)}\+g([0-9a-f]{{7,}})(\.dirty)?", v)
+    assert m and head.startswith(m.group(1)), v

@@ -13,7 +13,7 @@ from scaling.study import COLUMNS, capacity, memorization_vs_total, seed_noise, 
 
 def _study(b_n=0.8, n=400, seed=0):
     """A sparsity slice (top-1, E 1..32 at two budgets, one facts task) plus size-slice runs, with facts
-    accuracy drawn from logit p = -9 + b_n ln N_total + 0.5 [larger budget]; and a seeds repeat."""
+    accuracy drawn from logit p = b_n (ln N_total - 13) + 0.5 [larger budget]; and a seeds repeat."""
     rng = np.random.default_rng(seed)
     rows, evals = [], []
     for budget, shift in ((1e12, 0.0), (2e12, 0.5)):
@@ -26,7 +26,7 @@ def _study(b_n=0.8, n=400, seed=0):
                              "tokens": budget / 1e6, "flops_per_token": 1e6, "active_flops": budget,
                              "tpp": budget / 1e6 / n_total, "val_loss": 1.0, "seed": s, "d_model": 64,
                              "n_layers": 2})
-                p = 1 / (1 + np.exp(-(-9 + b_n * np.log(n_total) + shift)))
+                p = 1 / (1 + np.exp(-(b_n * (np.log(n_total) - 13) + shift)))
                 evals.append({"run_id": rid, "step": 10, "task": "facts", "task_kind": "memorization",
                               "metric": "accuracy", "value": rng.binomial(n, p) / n, "n_examples": n})
     # a top-2 run and a size-slice run: both outside question 1's selection
@@ -85,3 +85,22 @@ def test_study_questions_lists_every_question_with_a_verdict():
     words = ("supported", "contradicted", "inconclusive", "not testable", "undetermined", "determined")
     assert all(str(v).split(":")[0] in words for v in table["verdict"])
     assert table.iloc[0]["verdict"].startswith("not testable")  # the fixture's runs name no slices
+
+
+def test_the_store_carries_each_runs_slice_into_final(tmp_path):
+    from scaling.architecture import Architecture
+    from scaling.ingest import ingest
+    from scaling.rundir import RunWriter
+    from scaling.store import Store
+
+    arch = Architecture(d_model=32, n_layers=1, n_heads=2, d_ff=32, n_experts=4, top_k=1, vocab_size=64, seq_len=16)
+    for rid, extra in (("a", {"slice": "sparsity+seeds"}), ("b", {})):
+        config = {"architecture": arch.to_dict(), "tokens": 1000, "seed": 0, **extra}
+        w = RunWriter(tmp_path / "runs" / rid, rid, config, columns={**arch.to_dict(), **arch.summary(),
+                                                                       "tokens_planned": 1000, "seed": 0})
+        w.log(10, 1000, train_loss=2.0, val_loss=2.1)
+        w.finish("finished")
+    with Store(tmp_path / "s.duckdb") as store:
+        ingest(store, [tmp_path / "runs"])
+        rows = store.sql("SELECT run_id, slice FROM final ORDER BY run_id")
+    assert rows["slice"].tolist()[0] == "sparsity+seeds" and rows["slice"].isna().tolist() == [False, True]
