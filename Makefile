@@ -22,9 +22,9 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The end-to-end path, offline on 2 CPU cores: plan the cpu-tiny sweep, train it (finished runs are
+# The end-to-end path, offline on 2 CPU cores: plan the cpu-study-demo sweep, train it (finished runs are
 # reused on a rerun), ingest, fit, test the claims, find the optimum per budget, draw the figures and
-# write the report (demo/report/report.html); see `moescale demo --help`.
+# write the report (demo/report/report.html), then the shipped cpu-study's report (demo/study/); see `moescale demo --help`.
 DEMO        := demo
 MOESCALE    := $(BIN)/moescale
 

@@ -29,12 +29,13 @@ def _capacity_rows(analysis) -> pd.DataFrame:
     if not len(cap):
         return cap
     budget = (runs["flops_per_token"] * runs["tokens"]).rename("budget")
-    cap = cap.merge(pd.concat([runs["run_id"], budget, runs["slice"], runs["seed"]], axis=1), on="run_id")
+    cap = cap.merge(pd.concat([runs["run_id"], budget, runs["slice"], runs["seed"], runs["n_experts"]], axis=1),
+                    on="run_id")
     cap = cap[cap["slice"].fillna("").str.contains("sparsity") & (cap["seed"] == 0)]
     if not len(cap):
         return cap
     top = cap[np.isclose(cap["budget"], cap["budget"].max(), rtol=0.05)]
-    picks = [top[top["sparsity"] == 1], top[top["sparsity"] == top["sparsity"].max()]]
+    picks = [top[top["n_experts"] == 1], top[top["sparsity"] == top["sparsity"].max()]]
     out = pd.concat([p.nlargest(1, "n_total") for p in picks if len(p)])
     out["published_bits_per_param"] = PUBLISHED_BITS_PER_PARAM
     return out[["run_id", "n_total", "sparsity", "tokens", "knowledge_bits", "bits_per_param",
@@ -53,8 +54,8 @@ def study_blocks(analysis) -> list[tuple]:
     if len(noise):
         sd = [c for c in noise.columns if c.startswith("sd_")]
         b.append(("p", f"Seed noise: {len(noise)} architectures trained with {int(noise['seeds'].min())} or more seeds "
-                       "at one budget; the median standard deviation across seeds is "
-                       + ", ".join(f"{c[3:]} {noise[c].median():.3g}" for c in sd)
+                       "at one budget; the standard deviation across seeds, median (largest) over them: "
+                       + ", ".join(f"{c[3:]} {noise[c].median():.3g} ({noise[c].max():.3g})" for c in sd)
                        + ". Every seed is a run of its own, so the bootstrap over runs resamples seeds too."))
         b.append(("table", noise))
     cap = _capacity_rows(analysis)

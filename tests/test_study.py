@@ -104,3 +104,16 @@ def test_the_store_carries_each_runs_slice_into_final(tmp_path):
         ingest(store, [tmp_path / "runs"])
         rows = store.sql("SELECT run_id, slice FROM final ORDER BY run_id")
     assert rows["slice"].tolist()[0] == "sparsity+seeds" and rows["slice"].isna().tolist() == [False, True]
+
+
+def test_the_report_has_a_study_section_only_for_a_store_of_slices():
+    from figures.study import has_slices, study_blocks
+
+    fx = fixture_store()
+    assert not has_slices(fx.analysis.runs)
+    runs = fx.analysis.runs.assign(slice="sparsity")
+    assert has_slices(runs)
+    blocks = study_blocks(SimpleNamespace(**{**vars(fx.analysis), "runs": runs}))
+    assert blocks[0] == ("h2", "The study's questions")
+    table = next(b[1] for b in blocks if b[0] == "table")
+    assert list(table.columns) == list(COLUMNS) and len(table) == 1 + 3 + 2 + len(fx.analysis.optimum.best)
