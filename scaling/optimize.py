@@ -277,9 +277,10 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
 def distinct_best(result: BatchResult, n: int, rtol: float = 1e-6) -> list[int]:
     """Indices of up to n lowest-objective starts whose parameter vectors differ (relative rtol).
 
-    Pruned starts are left out: they stopped short of a minimum (see :func:`minimize_batch`).
+    Starts stopped as BEHIND are left out (their objective is far above the best); merged ones
+    stay, as near the best they are candidates as good as the converged ones, and cheap to polish.
     """
-    rank = np.where(np.isfinite(result.fun) & ~result.pruned, result.fun, np.inf)
+    rank = np.where(np.isfinite(result.fun) & (result.status != BEHIND), result.fun, np.inf)
     picked: list[int] = []
     for i in np.argsort(rank):
         if not np.isfinite(rank[i]):
