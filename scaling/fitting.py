@@ -57,6 +57,7 @@ class FitResult:
     message: str = ""
     n_starts: int = 0
     n_starts_converged: int = 0
+    n_starts_pruned: int = 0
     bootstrap: dict | None = None
     spec: dict = field(default_factory=dict)
     fingerprint: str = ""
@@ -125,7 +126,8 @@ class FitResult:
             ("Loss:", self.loss + (f" (delta={self.delta:g})" if self.loss == "huber" else "")),
             ("Objective:", f"{self.objective:.6e}"),
             ("Converged:", "yes" if self.converged else "NO"),
-            ("Starts:", f"{self.n_starts_converged}/{self.n_starts} converged"),
+            ("Starts:", f"{self.n_starts_converged}/{self.n_starts} converged"
+                        + (f", {self.n_starts_pruned} stopped early as redundant or behind" if self.n_starts_pruned else "")),
         ]
         if self.bootstrap:
             head.append(("Bootstrap:", f"{self.bootstrap['n']} resamples of {self.bootstrap['n_runs']} runs, seed {self.bootstrap['seed']}"))
@@ -212,14 +214,17 @@ def _parse_starts(law: Law, starts: Mapping[str, Sequence[float]] | None) -> dic
 
 
 def optimize_law(problem: LossProblem, starts: np.ndarray, *, n_polish: int = N_POLISH):
-    """Multi-start: batched L-BFGS from every start, then scipy polish of the best distinct candidates.
+    """Multi-start: batched L-BFGS from every start (pruned), then scipy polish of the best distinct candidates.
 
     Works in the problem's sheared coordinates (``Law.shear``). Returns (best free-parameter
     vector, objective, converged, message, batch result).
     """
     fun = problem.value_grad_z
     # The batch only has to rank the starts (ftol 1e-7); the polish converges the best ones.
-    batch = minimize_batch(fun, problem.to_z(starts), problem.lower, problem.upper, ftol=1e-7, max_iter=500)
+    # prune: a start stops once a better start shares its small cell (the same basin) or once
+    # its pace cannot bring it to the best objective within max_iter, so few starts run to the end.
+    batch = minimize_batch(fun, problem.to_z(starts), problem.lower, problem.upper, ftol=1e-7, max_iter=500,
+                           prune=True)
     candidates = distinct_best(batch, n_polish)
     if not candidates:
         raise MoescaleError(f"law {problem.law.name!r}: the objective is not finite at any start; check the data and start values")
@@ -373,7 +378,7 @@ def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, se
     result = FitResult(
         law=law, params=params, objective=float(value), n_points=len(sel), loss=objective.name, delta=objective.delta,
         converged=converged, at_bound=_at_bound(law, params, fixed), fixed=fixed, data=sel, message=message,
-        n_starts=len(grid_free), n_starts_converged=int(batch.converged.sum()),
+        n_starts=len(grid_free), n_starts_converged=int(batch.converged.sum()), n_starts_pruned=int(batch.pruned.sum()),
     )
     if stderr:
         from scaling.bootstrap import standard_errors
@@ -391,6 +396,7 @@ def _fit(data, law, x, y, where, objective, fixed, starts, bounds, bootstrap, se
         "data": str(data) if isinstance(data, (str, Path)) else "<DataFrame>",
         "result": {"converged": converged, "at_bound": result.at_bound, "stderr": result.stderr,
                    "message": str(message), "n_starts": result.n_starts, "n_starts_converged": result.n_starts_converged,
+                   "n_starts_pruned": result.n_starts_pruned,
                    "bootstrap": result.bootstrap},
     }
     if st is not None:
@@ -436,7 +442,8 @@ def load_fit(store, fit_id: str) -> FitResult:
         ci={k: (float(lo), float(hi)) for k, (lo, hi) in row["ci"].items() if lo is not None and hi is not None},
         stderr={k: float(v) for k, v in (done.get("stderr") or {}).items() if v is not None},
         message=done.get("message", ""), n_starts=int(done.get("n_starts", 0)),
-        n_starts_converged=int(done.get("n_starts_converged", 0)), bootstrap=done.get("bootstrap"),
+        n_starts_converged=int(done.get("n_starts_converged", 0)), n_starts_pruned=int(done.get("n_starts_pruned", 0)),
+        bootstrap=done.get("bootstrap"),
         spec=spec, fingerprint=row["fingerprint"] or "", fit_id=str(row["fit_id"]),
     )
 

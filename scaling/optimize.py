@@ -9,6 +9,11 @@ costs only the starts still running; the curvature pairs live in a ring of m slo
 shared by all starts, so storing a pair is one slice assignment, not a per-start roll.
 Bounds are handled by projection: components at a bound whose gradient
 points outward are frozen for the step, and the step is clipped to the box.
+When the rows are starts of one problem (a multi-start, not bootstrap resamples), ``prune``
+stops a running start once it shares a small cell with a start of lower objective (it is
+descending into a basin another start already covers: the clustering idea of multi-level
+single linkage, Rinnooy Kan & Timmer 1987) or once its pace is too slow to reach the best
+objective within the iteration limit, so the multi-start costs fewer evaluations.
 :func:`polish` then refines candidates with scipy's L-BFGS-B at tight tolerances,
 so the reported optimum is the true one, not one stopped early.
 """
@@ -21,9 +26,17 @@ import numpy as np
 from scipy.optimize import minimize
 
 # Status codes of minimize_batch, per start.
-GTOL, FTOL, STALLED, MAX_ITER, INVALID = 0, 1, 2, 3, 4
+GTOL, FTOL, STALLED, MAX_ITER, INVALID, MERGED, BEHIND = 0, 1, 2, 3, 4, 5, 6
 STATUS = {GTOL: "gradient below gtol", FTOL: "objective change below ftol", STALLED: "line search stalled",
-          MAX_ITER: "iteration limit", INVALID: "objective not finite at start"}  # fmt: skip
+          MAX_ITER: "iteration limit", INVALID: "objective not finite at start",
+          MERGED: "pruned: a start with a lower objective shares its cell",
+          BEHIND: "pruned: too slow to reach the best objective within max_iter"}  # fmt: skip
+#: Pruning of a multi-start (``minimize_batch(prune=True)``): the merge cell's side relative to
+#: each coordinate's scale in the starts, and the slow iterations in a row that stop a start.
+MERGE_CELL = 1e-2
+PATIENCE = 5
+#: The longest first trial step of the line search, relative to each coordinate's magnitude.
+MAX_STEP = 10.0
 
 
 @dataclass
@@ -38,6 +51,10 @@ class BatchResult:
     @property
     def converged(self) -> np.ndarray:
         return self.status <= STALLED
+
+    @property
+    def pruned(self) -> np.ndarray:
+        return self.status >= MERGED
 
     def best(self) -> int:
         return int(np.argmin(np.where(np.isfinite(self.fun), self.fun, np.inf)))
@@ -59,11 +76,12 @@ class _Running:
     s, y; rho (m, b) = 1/sᵀy, 0 for an empty slot; gamma = sᵀy/yᵀy of the newest pair, 0 before
     the first."""
 
-    FIELDS = ("rows", "x", "f", "g", "S", "Y", "rho", "gamma")
+    FIELDS = ("rows", "x", "f", "g", "S", "Y", "rho", "gamma", "slow")
 
     def __init__(self, rows, x, f, g, m):
         self.rows, self.x, self.f, self.g = rows, x, f, g
         b, k = x.shape
+        self.slow = np.zeros(b, dtype=int)
         self.S, self.Y = np.zeros((m, b, k)), np.zeros((m, b, k))
         self.rho, self.gamma = np.zeros((m, b)), np.zeros(b)
 
@@ -105,8 +123,12 @@ def _backtrack(fun, run, d, slope, project, max_backtrack, c1=1e-4):
     still fail are evaluated again. Returns (x_new, f_new, g_new, ok).
     """
     x, f, g = run.x, run.f, run.g
-    t = np.ones(x.shape[0])
-    x_new = project(x + d)
+    # The first trial is t = 1 unless that moves a coordinate by more than MAX_STEP times its
+    # magnitude (or MAX_STEP when |x| < 1): a pair from a nearly flat stretch (the linear part
+    # of a Huber loss) gives a huge sᵀy/yᵀy and a step many orders too long.
+    with np.errstate(divide="ignore"):
+        t = np.minimum(1.0, MAX_STEP / np.max(np.abs(d) / np.maximum(np.abs(x), 1.0), axis=1))
+    x_new = project(x + t[:, None] * d)
     f_new, g_new = fun(x_new, run.rows, True)
     ok = f_new <= f + c1 * _dot(g, x_new - x)
     for _ in range(max_backtrack):
@@ -124,8 +146,44 @@ def _backtrack(fun, run, d, slope, project, max_backtrack, c1=1e-4):
     return x_new, f_new, g_new, ok
 
 
+def dominated(x: np.ndarray, f: np.ndarray, side: np.ndarray) -> np.ndarray:
+    """Rows of x (b, k) that share a cell of the grid floor(x / side) with a row of lower f (b,).
+
+    In each occupied cell the row of lowest f (the earliest row on a tie) is kept and the
+    others are marked: two rows in one cell are within side·sqrt(k) of each other, so the
+    higher one is descending into the basin the lower one already holds (the clustering rule
+    of multi-level single linkage, Rinnooy Kan & Timmer 1987, Math. Programming 39, with the
+    distance test replaced by a shared grid cell so that it costs one sort, not b² distances).
+    """
+    cell = np.floor(x / side)
+    order = np.lexsort((np.arange(f.size), f, *cell.T[::-1]))
+    c = cell[order]
+    same = np.r_[False, (c[1:] == c[:-1]).all(axis=1)]
+    out = np.zeros(f.size, dtype=bool)
+    out[order[same]] = True
+    return out
+
+
+def _prune(code, run, decrease, found, side, left):
+    """Status codes of the running starts, with MERGED or BEHIND set where a start is pruned.
+
+    ``code`` is −1 for a start that goes on (see :func:`minimize_batch`), ``decrease`` its relative
+    decrease this iteration, ``found`` the converged starts (x, f), ``left`` the iterations left.
+    """
+    go = code < 0
+    f_best = min(run.f.min(), found[1].min(initial=np.inf))
+    if f_best > 0:
+        # At this pace, f·(1 − decrease)^left ≈ f·exp(−decrease·left) would stay above f_best.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            behind = go & (decrease * left < np.log(run.f / f_best))
+        run.slow = np.where(behind, run.slow + 1, 0)
+    dup = dominated(np.concatenate([run.x, found[0]]), np.concatenate([run.f, found[1]]), side)[: code.size]
+    return np.where(go & dup, MERGED, np.where(go & (run.slow >= PATIENCE), BEHIND, code))
+
+
 def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: int = 2000,
-                   ftol: float = 1e-14, gtol: float = 1e-10, max_backtrack: int = 50) -> BatchResult:
+                   ftol: float = 1e-14, gtol: float = 1e-10, max_backtrack: int = 50,
+                   prune: bool = False) -> BatchResult:
     """Minimize ``fun`` from every row of ``x0`` at once with projected L-BFGS.
 
     ``fun(x, rows, need_grad)`` takes x (b, k) and the row indices (b,) of those
@@ -134,6 +192,18 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
     decrease (f_old − f)/max(|f|, 1e-300) is ≤ ftol, when the line search can make
     no progress (stalled: converged to machine precision), or at ``max_iter``.
     Finished starts leave the running set, so an iteration costs only the starts still running.
+
+    ``prune`` (only for starts of one problem, never for bootstrap resamples) stops a running
+    start early, with its current iterate, when it is redundant or hopeless:
+
+    - MERGED: after an iteration it shares a cell of side MERGE_CELL·max(median_i |x0_ij|, 1) in
+      coordinate j with a start of lower objective, running or converged (:func:`dominated`):
+      it is descending into a basin that start already holds;
+    - BEHIND: for PATIENCE iterations in a row, its relative decrease d per iteration was so
+      small that d·(max_iter − it) < ln(f / f_best), f_best the lowest objective of any start:
+      at that pace it would not reach f_best before the iteration limit.
+
+    Without ``prune`` every start runs to its end, each as if alone.
     """
     x = np.array(x0, dtype=float, copy=True)
     B, k = x.shape
@@ -147,11 +217,18 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
     n_iter = np.zeros(B, dtype=int)
     start = np.flatnonzero(status < 0)
     run = _Running(start, x[start], f[start], g[start], m)
+    side = MERGE_CELL * np.maximum(np.median(np.abs(x), axis=0), 1.0)
+    found = [np.empty((0, k)), np.empty(0)]  # converged starts, the lowest of each cell (prune)
 
     def finish(mask, code):
         """Record the starts in ``mask`` with status ``code`` (scalar or per start) and drop them."""
-        rows = run.rows[mask]
-        x[rows], f[rows], status[rows] = run.x[mask], run.f[mask], np.broadcast_to(code, mask.shape)[mask]
+        rows, code = run.rows[mask], np.broadcast_to(code, mask.shape)[mask]
+        x[rows], f[rows], status[rows] = run.x[mask], run.f[mask], code
+        conv = rows[code <= STALLED]
+        if prune and conv.size:
+            fx, ff = np.concatenate([found[0], x[conv]]), np.concatenate([found[1], f[conv]])
+            keep = ~dominated(fx, ff, side)
+            found[:] = [fx[keep], ff[keep]]
         run.keep(~mask)
 
     for it in range(max_iter):
@@ -180,13 +257,16 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
         run.S[slot], run.Y[slot] = s, y
         run.rho[slot] = np.where(good, 1.0 / np.where(good, sy, 1.0), 0.0)
         run.gamma = np.where(good, sy / np.where(good, yy, 1.0), run.gamma)
-        small = ~stalled & ((run.f - f_new) <= ftol * np.maximum(np.abs(f_new), 1e-300))
+        decrease = (run.f - f_new) / np.maximum(np.abs(f_new), 1e-300)
+        code = np.where(stalled, STALLED, np.where(decrease <= ftol, FTOL, -1))
         acc = ~stalled
         run.x[acc], run.f[acc], run.g[acc] = x_new[acc], f_new[acc], g_new[acc]
         n_iter[run.rows[acc]] += 1
-        ended = stalled | small
+        if prune:
+            code = _prune(code, run, decrease, found, side, max_iter - it)
+        ended = code >= 0
         if ended.any():
-            finish(ended, np.where(stalled, STALLED, FTOL))
+            finish(ended, code)
         if run.rows.size == 0:
             break
     if run.rows.size:
@@ -195,11 +275,15 @@ def minimize_batch(fun, x0, lower=None, upper=None, *, m: int = 10, max_iter: in
 
 
 def distinct_best(result: BatchResult, n: int, rtol: float = 1e-6) -> list[int]:
-    """Indices of up to n lowest-objective starts whose parameter vectors differ (relative rtol)."""
-    order = np.argsort(np.where(np.isfinite(result.fun), result.fun, np.inf))
+    """Indices of up to n lowest-objective starts whose parameter vectors differ (relative rtol).
+
+    Starts stopped as BEHIND are left out (their objective is far above the best); merged ones
+    stay, as near the best they are candidates as good as the converged ones, and cheap to polish.
+    """
+    rank = np.where(np.isfinite(result.fun) & (result.status != BEHIND), result.fun, np.inf)
     picked: list[int] = []
-    for i in order:
-        if not np.isfinite(result.fun[i]):
+    for i in np.argsort(rank):
+        if not np.isfinite(rank[i]):
             break
         xi = result.x[i]
         if all(np.max(np.abs(xi - result.x[j]) / np.maximum(np.abs(result.x[j]), 1.0)) > rtol for j in picked):

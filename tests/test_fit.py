@@ -404,3 +404,57 @@ def test_selection_lives_in_its_own_module_and_is_re_exported():
     sel, runs = selection.select(pd.DataFrame({"a": [1.0, 4.0], "run_id": ["r1", "r2"]}), {"x": "a * 2"}, "a", "a > 1")
     assert sel["x"].tolist() == [8.0] and sel["y"].tolist() == [4.0] and runs.tolist() == ["r2"]
     assert sel.attrs["source_rows"].tolist() == [1]
+
+
+# --------------------------------------------------------------------------- pruned multi-start
+
+
+def _full_engine(problem, starts):
+    """The multi-start without pruning (the engine before it): every start run to its end, then
+    the 5 best distinct candidates polished with scipy. Returns (free parameters, objective)."""
+    from scaling.optimize import distinct_best, minimize_batch, polish
+
+    fun = problem.value_grad_z
+    batch = minimize_batch(fun, problem.to_z(starts), problem.lower, problem.upper, ftol=1e-7, max_iter=500)
+    assert not batch.pruned.any()
+    best = min((polish(fun, batch.x[i], problem.lower, problem.upper) for i in distinct_best(batch, 5)), key=lambda p: p.fun)
+    return problem.from_z(best.x)[0], best.fun
+
+
+def _same_optimum_as_the_full_engine(df, law_name, x, y, where=None):
+    from scaling.fitting import optimize_law, select
+    from scaling.laws import get_law
+    from scaling.objectives import LossProblem, Objective
+
+    law = get_law(law_name)
+    sel, _ = select(df, x, y, where)
+    problem = LossProblem(law, {v: sel[v].to_numpy() for v in law.variables}, sel["y"].to_numpy(), Objective(law.default_loss))
+    starts = np.unique(np.clip(law.starts(), problem.lower, problem.upper), axis=0)
+    theta, value, converged, _, batch = optimize_law(problem, starts)
+    ref_theta, ref_value = _full_engine(problem, starts)
+    assert converged and batch.pruned.sum() > len(starts) // 2  # pruning did take place
+    assert value <= ref_value * (1 + 1e-12) and value >= ref_value * (1 - 1e-9)
+    np.testing.assert_allclose(theta, ref_theta, rtol=1e-6, atol=1e-8)
+    return value
+
+
+@pytest.mark.slow
+def test_pruned_multi_start_finds_the_full_engines_optimum_on_epochs_data():
+    from conftest import dataset_path
+
+    df = pd.read_csv(dataset_path("chinchilla_epoch.csv"))
+    x = {"N": '"Model Size"', "D": '"Training FLOP"/(6*"Model Size")'}
+    where = "loss < (SELECT loss FROM data ORDER BY loss DESC LIMIT 1 OFFSET 4)"
+    assert abs(_same_optimum_as_the_full_engine(df, "chinchilla", x, "loss", where) - 1.01827e-3) <= 1e-8
+
+
+@pytest.mark.slow
+def test_pruned_multi_start_finds_the_full_engines_optimum_on_a_simulated_moe_sweep():
+    import itertools
+
+    r = np.random.default_rng(11)
+    grid = itertools.product(np.logspace(7.5, 10.0, 6), [1.0, 2.0, 4.0, 8.0, 16.0], [1.0, 2.0], np.logspace(9, 11.5, 5))
+    df = pd.DataFrame(list(grid), columns=["N", "s", "top_k", "D"]).assign(n_exp=lambda d: d.s * d.top_k)
+    truth = 1.8 + 480.0 * df.N**-0.35 * df.s**0.1 * df.n_exp**0.03 + 2100.0 * df.D**-0.37
+    df["loss"] = truth * np.exp(r.normal(0, 0.005, len(df)))
+    _same_optimum_as_the_full_engine(df, "moe", {v: v for v in ("N", "s", "n_exp", "D")}, "loss")

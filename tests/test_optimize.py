@@ -9,7 +9,7 @@ from scipy.special import huber
 
 from scaling.laws import get_law
 from scaling.objectives import LossProblem, Objective
-from scaling.optimize import minimize_batch, polish
+from scaling.optimize import BEHIND, MERGED, distinct_best, dominated, minimize_batch, polish
 
 rng = np.random.default_rng(1)
 N = np.exp(rng.uniform(np.log(1e7), np.log(1e10), 40))
@@ -123,3 +123,66 @@ def test_vjp_is_the_jacobian_transpose_product(name, X):
     f_ref, J = law.jacobian(T, Xp)
     np.testing.assert_allclose(f, f_ref, rtol=1e-14)
     np.testing.assert_allclose(pull(v), np.stack([(v * j).sum(axis=1) for j in J], axis=1), rtol=1e-11, atol=1e-13)
+
+
+def test_dominated_keeps_the_lowest_start_of_each_cell():
+    # Reference: group the rows by their cell with a dict, keep the lowest f (earliest on a tie).
+    x = rng.uniform(-1, 1, (400, 3))
+    f = np.round(rng.uniform(0, 1, 400), 2)  # ties on purpose
+    side = np.array([0.5, 0.25, 1.0])
+    keeper = {}
+    for i, row in enumerate(x):
+        cell = tuple(math.floor(v / s) for v, s in zip(row, side))
+        if cell not in keeper or f[i] < f[keeper[cell]]:
+            keeper[cell] = i
+    expected = np.ones(400, dtype=bool)
+    expected[list(keeper.values())] = False
+    got = dominated(x, f, side)
+    np.testing.assert_array_equal(got, expected)
+    assert 0 < got.sum() < 400
+
+
+def _two_basins(x, rows, need_grad):
+    """f = (x0² − 1)² + 0.3·x0 + (x1 − 0.5)² + 1: minima near x0 = −1.04 (global, f ≈ 0.69) and x0 = 0.96 (f ≈ 1.29)."""
+    u = x[:, 0] ** 2 - 1
+    val = u**2 + 0.3 * x[:, 0] + (x[:, 1] - 0.5) ** 2 + 1.0
+    return val, np.stack([4 * x[:, 0] * u + 0.3, 2 * (x[:, 1] - 0.5)], axis=1)
+
+
+def test_pruned_multi_start_finds_the_same_minimum_with_fewer_iterations():
+    starts = np.array(np.meshgrid(np.linspace(-2, 2, 21), np.linspace(-2, 2, 21))).reshape(2, -1).T
+    full = minimize_batch(_two_basins, starts, gtol=1e-12)
+    pruned = minimize_batch(_two_basins, starts, gtol=1e-12, prune=True)
+    assert full.converged.all() and not full.pruned.any()
+    assert pruned.pruned.sum() > 200 and (pruned.converged | pruned.pruned).all()
+    assert pruned.n_iter.sum() < 0.8 * full.n_iter.sum()
+    # The global minimum is reached at the same point as without pruning.
+    i_full, i_pruned = full.best(), pruned.best()
+    assert pruned.converged[i_pruned] and pruned.fun[i_pruned] == pytest.approx(full.fun[i_full], rel=1e-12)
+    np.testing.assert_allclose(pruned.x[i_pruned], full.x[i_full], atol=1e-6)
+    # A start that fell behind is never a candidate for the polish; merged ones may be.
+    assert all(pruned.status[i] != BEHIND for i in distinct_best(pruned, 5))
+    assert (pruned.status == MERGED).any()
+    again = minimize_batch(_two_basins, starts, gtol=1e-12, prune=True)
+    np.testing.assert_array_equal(again.x, pruned.x)
+    np.testing.assert_array_equal(again.status, pruned.status)
+
+
+def _plateau(x, rows, need_grad):
+    """f = 1 + x²/(1 + x²): the minimum 1 at x = 0, and a plateau rising to 2 where the gradient ~ 2/x³."""
+    u = x[:, 0] ** 2
+    return 1 + u / (1 + u), 2 * x[:, :1] / (1 + x[:, :1] ** 2) ** 2
+
+
+def test_starts_crawling_on_a_plateau_fall_behind():
+    # Starts far out crawl (f near 2, decreases ~1e-5 an iteration) and would need far more than
+    # max_iter iterations to reach the best start's f = 1: they are stopped as BEHIND.
+    starts = np.linspace(-40, 40, 81)[:, None]
+    full = minimize_batch(_plateau, starts, max_iter=500)
+    pruned = minimize_batch(_plateau, starts, max_iter=500, prune=True)
+    assert (full.status == 3).sum() > 50  # MAX_ITER: without pruning they run to the limit
+    behind = pruned.status == BEHIND
+    assert behind.sum() > 50 and (np.abs(starts[behind, 0]) >= 3).all() and (pruned.fun[behind] > 1.85).all()
+    assert pruned.n_iter.sum() < 0.05 * full.n_iter.sum()
+    assert pruned.fun[pruned.best()] == pytest.approx(1.0, abs=1e-20) and full.fun.min() == pytest.approx(1.0, abs=1e-20)
+    assert not set(np.flatnonzero(behind)) & set(distinct_best(pruned, 5))
