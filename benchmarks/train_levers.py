@@ -5,6 +5,7 @@ cpu-study's d_model 64 shapes at 1,024-token steps, and checked for bit-identity
 losses, gradient norms and final weights after ``IDENTITY_STEPS`` steps from the same start.
 A lever that changes rounding is reported, not used (the study's runs must stay reproducible).
 
+- ``kept``: the two levers kept (below) together against the code before issue 21, every shape;
 - ``grouped_mm``: the expert GEMMs through ``torch._grouped_mm`` (a C++ loop) vs the Python loop;
 - ``adamw``: AdamW's for-loop (runner.train's CPU default before issue 21) vs foreach vs fused;
 - ``compile``: ``torch.compile`` (inductor) of the model vs eager;
@@ -80,6 +81,26 @@ def lever_grouped_mm(corpus) -> dict:
             grouped_torch.USE_NATIVE = native if which == "variant" else False
 
         out[f"d64 E{E} k1"] = compare(Stepper(arch, TOKENS, corpus), Stepper(arch, TOKENS, corpus), switch=switch)
+    grouped_torch.USE_NATIVE = native
+    return out
+
+
+def lever_kept(corpus) -> dict:
+    """The levers kept (grouped GEMMs through torch._grouped_mm, foreach AdamW) against the code
+    before issue 21 (the Python loop, the for-loop AdamW), on each shape of the MFU table."""
+    from runner.kernels import grouped_torch
+
+    native = grouped_torch.USE_NATIVE
+
+    def switch(which):
+        grouped_torch.USE_NATIVE = native if which == "variant" else False
+
+    out = {}
+    for d in (64, 128):
+        for E in (1, 8, 32):
+            arch = study_arch(d, E)
+            name = f"d{d} {'dense' if E == 1 else f'E{E} k1'}"
+            out[name] = compare(Stepper(arch, TOKENS, corpus, foreach=False), Stepper(arch, TOKENS, corpus), switch=switch)
     grouped_torch.USE_NATIVE = native
     return out
 
@@ -191,10 +212,11 @@ def run_all(corpus, threads: int) -> dict:
     """Every lever; prints one line each and returns the numbers."""
     print(f"\nlevers (d_model 64, {TOKENS:,}-token steps, {torch.get_num_threads()} threads; bit-identical = the same "
           f"losses, grad norms and weights after {IDENTITY_STEPS} steps)")  # fmt: skip
-    out = {"grouped_mm": lever_grouped_mm(corpus), "adamw": lever_adamw(corpus), "compile": lever_compile(corpus),
-           "fused_linears": lever_fused_linears()}  # fmt: skip
-    labels = {"grouped_mm": "torch._grouped_mm vs Python loop", "adamw": "AdamW vs for-loop",
-              "compile": "torch.compile vs eager", "fused_linears": "one GEMM vs separate (fwd+bwd)"}  # fmt: skip
+    out = {"kept": lever_kept(corpus), "grouped_mm": lever_grouped_mm(corpus), "adamw": lever_adamw(corpus),
+           "compile": lever_compile(corpus), "fused_linears": lever_fused_linears()}  # fmt: skip
+    labels = {"kept": "kept levers vs before issue 21", "grouped_mm": "torch._grouped_mm vs Python loop",
+              "adamw": "AdamW vs for-loop", "compile": "torch.compile vs eager",
+              "fused_linears": "one GEMM vs separate (fwd+bwd)"}  # fmt: skip
     for lever, rows in out.items():
         for name, r in rows.items():
             if "error" in r:
