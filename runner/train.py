@@ -110,14 +110,11 @@ def _autocast(config: TrainConfig, device: torch.device):
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
-    # foreach on every device: on CPU its ops loop over the tensors in C++ with the for-loop's own
-    # arithmetic, so the weights come out bit for bit the same, without a Python call per tensor
-    # and op (benchmarks/bench_train.py --levers; fused=True rounds differently and is not used).
     decay = [p for p in model.parameters() if p.dim() >= 2]
     no_decay = [p for p in model.parameters() if p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(
-        groups, lr=config.peak_lr, betas=(config.beta1, config.beta2), eps=config.eps, foreach=True
+        groups, lr=config.peak_lr, betas=(config.beta1, config.beta2), eps=config.eps, foreach=device.type == "cuda"
     )
 
 

@@ -128,40 +128,6 @@ def test_grad_accumulation_equals_one_big_batch(tmp_path):
     assert la == pytest.approx(lb, rel=1e-5)
 
 
-def test_foreach_adamw_steps_equal_the_for_loop_bitwise():
-    """runner.train's AdamW runs foreach on CPU for speed; its weights must be the for-loop's, bit
-    for bit, so that runs trained before the switch stay reproducible (two param groups, weight
-    decay on matrices only, a changing learning rate, as in training)."""
-    from runner.model import ModelConfig, seeded_model
-    from runner.train import _optimizer
-    from scaling.architecture import Architecture
-
-    c = TrainConfig.from_dict({"architecture": dict(ARCH), "tokens": 4096, "lr": 3e-3})
-    models, opts = [], []
-    for foreach in (True, False):
-        m = seeded_model(ModelConfig(Architecture(**ARCH)), seed=0)
-        o = _optimizer(m, c, torch.device("cpu"))
-        assert o.param_groups[0]["foreach"] is True and o.param_groups[1]["weight_decay"] == 0.0
-        for g in o.param_groups:
-            g["foreach"] = foreach
-        models.append(m)
-        opts.append(o)
-    gen = torch.Generator().manual_seed(0)
-    for step in range(6):
-        for p in models[0].parameters():
-            p.grad = torch.randn(p.shape, generator=gen)
-        for p, q in zip(models[0].parameters(), models[1].parameters()):
-            q.grad = p.grad.clone()
-        for o in opts:
-            for g in o.param_groups:
-                g["lr"] = 3e-3 * (step + 1) / 6
-            o.step()
-    pairs = list(zip(models[0].parameters(), models[1].parameters()))
-    assert all(torch.equal(p, q) for p, q in pairs)
-    moved = seeded_model(ModelConfig(Architecture(**ARCH)), seed=0)
-    assert not any(torch.equal(p, q) for p, q in zip(models[0].parameters(), moved.parameters()))
-
-
 def test_divergence_ends_the_run_diverged_with_its_curve(tmp_path):
     c = TrainConfig.from_dict(config_dict(make_bin(tmp_path), init_std=1e25))
     assert train(c, tmp_path / "runs", quiet=True) == "diverged"
