@@ -1,13 +1,13 @@
 """The levers of issue 21 on a CPU training step, each measured against the default, in one process.
 
 Each lever is timed in interleaved rounds with its baseline (median seconds per step) on the
-cpu-study's d_model 64 shapes at 1,024-token steps, and checked for bit-identity: the same
+cpu-study's shapes (d_model 64 unless said) at 1,024-token steps, and checked for bit-identity: the same
 losses, gradient norms and final weights after ``IDENTITY_STEPS`` steps from the same start.
 A lever that changes rounding is reported, not used (the study's runs must stay reproducible).
 
-- ``kept``: the two levers kept (below) together against the code before issue 21, every shape;
-- ``grouped_mm``: the expert GEMMs through ``torch._grouped_mm`` (a C++ loop) vs the Python loop;
-- ``adamw``: AdamW's for-loop (runner.train's CPU default before issue 21) vs foreach vs fused;
+- ``grouped_mm`` (kept): the expert GEMMs through ``torch._grouped_mm`` (a C++ loop) vs the Python
+  loop, on every shape of the MFU table;
+- ``adamw``: AdamW's for-loop (runner.train's CPU default) vs foreach vs fused;
 - ``compile``: ``torch.compile`` (inductor) of the model vs eager;
 - ``fused_qkv`` / ``fused_gate_up``: one GEMM for q, k, v (for SwiGLU's gate and up) vs separate
   ones, forward + backward at the step's shapes (the model keeps separate weights);
@@ -70,24 +70,8 @@ def compare(base, variant, *, rounds: int = 3, steps: int = 15, switch=None) -> 
 
 
 def lever_grouped_mm(corpus) -> dict:
-    from runner.kernels import grouped_torch
-
-    native = grouped_torch.USE_NATIVE
-    out = {}
-    for E in (8, 32):
-        arch = study_arch(64, E)
-
-        def switch(which, native=native):
-            grouped_torch.USE_NATIVE = native if which == "variant" else False
-
-        out[f"d64 E{E} k1"] = compare(Stepper(arch, TOKENS, corpus), Stepper(arch, TOKENS, corpus), switch=switch)
-    grouped_torch.USE_NATIVE = native
-    return out
-
-
-def lever_kept(corpus) -> dict:
-    """The levers kept (grouped GEMMs through torch._grouped_mm, foreach AdamW) against the code
-    before issue 21 (the Python loop, the for-loop AdamW), on each shape of the MFU table."""
+    """Expert GEMMs through torch._grouped_mm (kept) against the Python loop (before issue 21), on
+    each shape of the MFU table (the dense models, which have no expert GEMMs, as a control)."""
     from runner.kernels import grouped_torch
 
     native = grouped_torch.USE_NATIVE
@@ -100,7 +84,7 @@ def lever_kept(corpus) -> dict:
         for E in (1, 8, 32):
             arch = study_arch(d, E)
             name = f"d{d} {'dense' if E == 1 else f'E{E} k1'}"
-            out[name] = compare(Stepper(arch, TOKENS, corpus, foreach=False), Stepper(arch, TOKENS, corpus), switch=switch)
+            out[name] = compare(Stepper(arch, TOKENS, corpus), Stepper(arch, TOKENS, corpus), switch=switch)
     grouped_torch.USE_NATIVE = native
     return out
 
@@ -212,9 +196,9 @@ def run_all(corpus, threads: int) -> dict:
     """Every lever; prints one line each and returns the numbers."""
     print(f"\nlevers (d_model 64, {TOKENS:,}-token steps, {torch.get_num_threads()} threads; bit-identical = the same "
           f"losses, grad norms and weights after {IDENTITY_STEPS} steps)")  # fmt: skip
-    out = {"kept": lever_kept(corpus), "grouped_mm": lever_grouped_mm(corpus), "adamw": lever_adamw(corpus),
+    out = {"grouped_mm": lever_grouped_mm(corpus), "adamw": lever_adamw(corpus),
            "compile": lever_compile(corpus), "fused_linears": lever_fused_linears()}  # fmt: skip
-    labels = {"kept": "kept levers vs before issue 21", "grouped_mm": "torch._grouped_mm vs Python loop",
+    labels = {"grouped_mm": "torch._grouped_mm vs Python loop",
               "adamw": "AdamW vs for-loop", "compile": "torch.compile vs eager",
               "fused_linears": "one GEMM vs separate (fwd+bwd)"}  # fmt: skip
     for lever, rows in out.items():
