@@ -93,3 +93,23 @@ def test_benchmark_catches_a_wrong_kernel():
     good = bench.bench_shape(torch, {"loop": loop, "triton": loop}, (8, 4, 2, 12, "balanced"), args,
                              torch.device("cpu"), torch.float64, run)
     assert good["rel_err_vs_loop"]["triton"] == 0.0
+
+
+def test_bench_train_counts_the_architectures_gemm_flops():
+    """bench_train's list of a step's forward GEMMs (each expert at an even share of the rows)
+    carries exactly the matmul FLOPs of scaling.Architecture: forward FLOPs per token minus the
+    attention-score term 4 * n_layers * seq_len * d_model."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train.py"
+    spec = importlib.util.spec_from_file_location("bench_train", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for d_model, E, k in ((64, 1, 1), (64, 8, 1), (128, 32, 1), (64, 16, 4)):
+        arch = bench.study_arch(d_model, E, k)
+        T = 1024
+        gemm = sum(2 * m * kk * n * c for m, kk, n, c in bench.forward_gemms(arch, T))
+        scores = 4 * arch.n_layers * arch.seq_len * arch.n_heads * arch.head_dim
+        assert gemm == T * (arch.forward_flops_per_token - scores)
+    assert set(bench.models((64,), (1, 8))) == {"d64 dense", "d64 E8 k1"}
+    assert bench.study_arch(128).head_dim == 16 and bench.study_arch(128).d_ff == 256

@@ -104,3 +104,55 @@ def test_cpu_default_is_the_fast_path():
     offsets = torch.tensor([3, 7], dtype=torch.int32)
     assert torch.equal(kernels.grouped_mm(x, w, offsets), grouped_torch.grouped_mm(x, w, offsets))
     assert rel_err(kernels.grouped_mm(x, w, offsets, backend="reference"), grouped_torch.grouped_mm(x, w, offsets)) <= RTOL
+
+
+def _grads_both_ways(fn, inputs, monkeypatch):
+    """fn's output and input gradients with torch._grouped_mm (the default) and with the Python loop."""
+    out = []
+    for native in (True, False):
+        monkeypatch.setattr(grouped_torch, "USE_NATIVE", native)
+        leaves = [t.detach().clone().requires_grad_() for t in inputs]
+        y = fn(*leaves)
+        out.append((y, *torch.autograd.grad(y, leaves, torch.ones_like(y) / 3)))
+    return out
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch without _grouped_mm")
+@pytest.mark.parametrize("counts,n_rows", [([3, 0, 5, 2], 12), ([0, 0, 7, 1], 8), ([16], 16), ([0, 9, 0, 0, 4, 3], 20)])
+def test_native_grouped_mm_equals_the_python_loop_bitwise(counts, n_rows, monkeypatch):
+    """torch._grouped_mm's CPU path makes the loop's own at::mm_out calls: the same bits, forward
+    and backward, empty experts and rows past the last offset included."""
+    torch.manual_seed(len(counts))
+    K, N = 8, 12
+    x, w = torch.randn(n_rows, K), torch.randn(len(counts), K, N)
+    assert grouped_torch._native(x, w) and grouped_torch._native(x.t(), torch.randn(n_rows, N))
+    offsets = torch.cumsum(torch.tensor(counts), 0).to(torch.int32)
+    native, loop = _grads_both_ways(lambda a, b: grouped_torch.grouped_mm(a, b, offsets), (x, w), monkeypatch)
+    assert all(torch.equal(a, b) for a, b in zip(native, loop))
+    y, dx, dw = native
+    used = sum(counts)
+    assert torch.count_nonzero(y[used:]) == 0 and torch.count_nonzero(dx[used:]) == 0
+    assert all(torch.count_nonzero(dw[e]) == 0 for e, c in enumerate(counts) if c == 0)
+    assert rel_err(y[:used], torch.einsum("rk,rkn->rn", x[:used].double(),
+                                          w.double()[torch.repeat_interleave(torch.arange(len(counts)), torch.tensor(counts))])) <= RTOL  # fmt: skip
+
+
+@pytest.mark.skipif(not hasattr(torch, "_grouped_mm"), reason="torch without _grouped_mm")
+@pytest.mark.parametrize("T,E,k", [(64, 8, 1), (50, 4, 2), (33, 32, 1)])
+def test_native_moe_ffn_equals_the_python_loop_bitwise(T, E, k, monkeypatch):
+    torch.manual_seed(T)
+    D, Fh = 16, 32
+    x = torch.randn(T, D)
+    w1, w3, w2 = torch.randn(E, D, Fh), torch.randn(E, D, Fh), torch.randn(E, Fh, D)
+    p, ids = torch.randn(T, E).softmax(-1).topk(k, -1)
+    native, loop = _grads_both_ways(lambda *a: grouped_torch.moe_ffn(a[0], ids, *a[1:]), (x, p, w1, w3, w2), monkeypatch)
+    assert all(torch.equal(a, b) for a, b in zip(native, loop))
+
+
+def test_python_loop_where_grouped_mm_does_not_apply():
+    """float64, and rows that are not a multiple of 16 bytes, take the Python loop (the tests above
+    with K = 6, N = 5 check its values)."""
+    assert not grouped_torch._native(torch.randn(4, 8, dtype=torch.float64))
+    assert not grouped_torch._native(torch.randn(4, 6))
+    assert not grouped_torch._native(torch.randn(8, 6).t())
+    assert grouped_torch._native(torch.randn(4, 8)) and grouped_torch._native(torch.randn(8, 4).t())

@@ -13,6 +13,17 @@ from scaling.architecture import Architecture
 from scaling.errors import MoescaleError
 
 V = 256
+
+
+@pytest.fixture(autouse=True)
+def _experts_as_mm_calls(monkeypatch):
+    """FlopCounterMode has no formula for aten._grouped_mm, so the experts run their Python loop in
+    this module: the same mm calls (tests/test_kernels_torch.py checks the two agree bit for bit)."""
+    from runner.kernels import grouped_torch
+
+    monkeypatch.setattr(grouped_torch, "USE_NATIVE", False)
+
+
 CONFIGS = {
     "dense": Architecture(d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=V, seq_len=16),
     "dense_tied": Architecture(d_model=32, n_layers=2, n_heads=4, d_ff=64, vocab_size=V, seq_len=16, tied_embeddings=True),
