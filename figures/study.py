@@ -28,13 +28,11 @@ def _capacity_rows(analysis) -> pd.DataFrame:
     cap = capacity(runs, analysis.evals)
     if not len(cap):
         return cap
-    budget = (runs["flops_per_token"] * runs["tokens"]).rename("budget")
-    cap = cap.merge(pd.concat([runs["run_id"], budget, runs["slice"], runs["seed"], runs["n_experts"]], axis=1),
-                    on="run_id")
+    cap = cap.merge(runs[["run_id", "active_flops", "slice", "seed", "n_experts"]], on="run_id")
     cap = cap[cap["slice"].fillna("").str.contains("sparsity") & (cap["seed"] == 0)]
     if not len(cap):
         return cap
-    top = cap[np.isclose(cap["budget"], cap["budget"].max(), rtol=0.05)]
+    top = cap[np.isclose(cap["active_flops"], cap["active_flops"].max(), rtol=0.05)]
     picks = [top[top["n_experts"] == 1], top[top["sparsity"] == top["sparsity"].max()]]
     out = pd.concat([p.nlargest(1, "n_total") for p in picks if len(p)])
     out["published_bits_per_param"] = PUBLISHED_BITS_PER_PARAM

@@ -30,6 +30,7 @@ import pandas as pd
 
 from scaling.accuracy import accuracy_table, irls_batch
 from scaling.bootstrap import resample_runs
+from scaling.budgets import budget_groups
 from scaling.verdicts import Verdict, sign_verdict
 
 if TYPE_CHECKING:
@@ -76,10 +77,9 @@ def memorization_vs_total(analysis: Analysis, *, alpha: float = 0.05) -> dict:
     if n_runs < MIN_RUNS or data["n_total"].nunique() < 2:
         why = f"{n_runs} top-1 runs of the sparsity slice with a memorization task (need {MIN_RUNS} at 2+ N_total)"
         return {**row, "n_runs": n_runs, "verdict": str(Verdict("not testable", why))}
-    budget = sel.set_index("run_id")["tokens"].mul(sel.set_index("run_id")["flops_per_token"]).round(-8)
-    groups = [pd.Series(data["task"]), data["run_id"].map(budget).astype(str)]
-    dummies = [pd.get_dummies(groups[0], dtype=float)] + [pd.get_dummies(groups[1], dtype=float).iloc[:, 1:]]
-    X = np.column_stack([*(d.to_numpy() for d in dummies), np.log(data["n_total"].to_numpy(dtype=float))])
+    tasks = pd.get_dummies(data["task"], dtype=float)
+    budgets = pd.get_dummies(budget_groups(data["active_flops"]), dtype=float).iloc[:, 1:]  # the first is the reference
+    X = np.column_stack([tasks, budgets, np.log(data["n_total"].to_numpy(dtype=float))])
     y, m = data["successes"].to_numpy(dtype=float), data["n_examples"].to_numpy(dtype=float)
     beta, ok = irls_batch(X, y, m, np.ones((1, len(data))), np.zeros(X.shape[1]))
     b = float(beta[0, -1]) if ok[0] else np.nan

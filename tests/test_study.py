@@ -117,3 +117,13 @@ def test_the_report_has_a_study_section_only_for_a_store_of_slices():
     assert blocks[0] == ("h2", "The study's questions")
     table = next(b[1] for b in blocks if b[0] == "table")
     assert list(table.columns) == list(COLUMNS) and len(table) == 1 + 3 + 2 + len(fx.analysis.optimum.best)
+
+
+def test_runs_of_one_budget_share_one_intercept_despite_rounding_of_their_flops():
+    # A run's active FLOPs miss its budget by up to half a token's FLOPs (tokens = round(C / flops_per_token)):
+    # such runs are one budget (scaling.budgets.budget_groups), not one intercept each.
+    a = _study()
+    jittered = _study()
+    jittered.runs["tokens"] *= 1 + 1e-4 * np.sin(np.arange(len(jittered.runs)))
+    jittered.runs["active_flops"] = jittered.runs["tokens"] * jittered.runs["flops_per_token"]
+    assert memorization_vs_total(jittered)["estimate"] == pytest.approx(memorization_vs_total(a)["estimate"], rel=1e-9)
