@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 
@@ -10,6 +11,14 @@ from scaling.errors import MoescaleError
 
 GRPO_INTS = ("steps", "prompts_per_step", "num_generations", "eval_samples", "max_examples", "checkpoint_interval", "seed")
 GRPO_FLOATS = ("lr", "beta", "temperature")
+
+
+def _hf_module(name: str, command: str, needs: str):
+    """The runner module ``name``, or a one-line MoescaleError saying that ``moescale command`` needs the hf extra."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise MoescaleError(f"moescale {command} needs the hf extra ({needs}): pip install -e '.[hf]' ({exc})") from None
 
 
 def register(sub) -> None:
@@ -76,12 +85,8 @@ def register(sub) -> None:
 
 def handler(args) -> int:
     """Export ``args.run_dir`` into ``args.out`` and say which transformers class loads it."""
-    try:  # torch and transformers are imported here only, never by scaling at import
-        from runner.hf import export
-    except ImportError as exc:
-        raise MoescaleError(f"moescale export needs the hf extra (torch, transformers): pip install -e '.[hf]' ({exc})") from None
-
-    out = export(args.run_dir, args.out)
+    # torch and transformers are imported here only, never by scaling at import
+    out = _hf_module("runner.hf", "export", "torch, transformers").export(args.run_dir, args.out)
     config = json.loads((out / "config.json").read_text())
     tokenizer = "" if (out / "tokenizer.json").is_file() else "; no tokenizer: the run was trained on pre-tokenized data"
     print(f"wrote {out} ({', '.join(config.get('architectures') or [])}, model_type {config['model_type']}{tokenizer})")
@@ -90,21 +95,17 @@ def handler(args) -> int:
 
 def eval_handler(args) -> int:
     """Evaluate ``args.run_dir`` (lm-eval and/or pass@k), record the rows in its evals.jsonl and print them."""
-    try:
-        from runner.hf_eval import harness_evaluate, pass_at_k_rows, record_evals
-    except ImportError as exc:
-        raise MoescaleError(f"moescale eval needs the hf extra (torch, transformers, lm-eval): pip install -e '.[hf]' ({exc})") from None
-
+    hf_eval = _hf_module("runner.hf_eval", "eval", "torch, transformers, lm-eval")
     if not (args.harness or args.samples):
         raise MoescaleError("moescale eval: give --harness lm-eval, --samples K ..., or both")
     rows = []
     if args.harness:
-        rows += harness_evaluate(args.run_dir, args.tasks, include_path=args.include_path, task_kind=args.task_kind,
+        rows += hf_eval.harness_evaluate(args.run_dir, args.tasks, include_path=args.include_path, task_kind=args.task_kind,
                                  max_examples=args.max_examples, limit=args.limit, batch_size=args.batch_size)
     if args.samples:
-        rows += pass_at_k_rows(args.run_dir, args.samples, temperature=args.temperature, seed=args.seed,
+        rows += hf_eval.pass_at_k_rows(args.run_dir, args.samples, temperature=args.temperature, seed=args.seed,
                                max_examples=args.max_examples)  # fmt: skip
-    step = record_evals(args.run_dir, rows)
+    step = hf_eval.record_evals(args.run_dir, rows)
     for r in rows:
         print(f"{r['task']:<24} {r['task_kind']:<13} {r['metric']:<16} {r['value']:.4f}  (n={r['n_examples']})")
     print(f"recorded {len(rows)} rows in {Path(args.run_dir) / 'evals.jsonl'} at step {step}")
@@ -113,12 +114,8 @@ def eval_handler(args) -> int:
 
 def posttrain_handler(args) -> int:
     """GRPO-post-train ``args.run_dir`` into ``args.out`` and print the new run directory (last line)."""
-    try:
-        from runner.hf_grpo import GRPOSettings, posttrain
-    except ImportError as exc:
-        raise MoescaleError(f"moescale posttrain needs the hf extra (torch, transformers, trl): pip install -e '.[hf]' ({exc})") from None
-
-    settings = GRPOSettings(**{k: getattr(args, k) for k in GRPO_INTS + GRPO_FLOATS if getattr(args, k) is not None})
-    status, run_dir = posttrain(args.run_dir, args.out, settings)
+    hf_grpo = _hf_module("runner.hf_grpo", "posttrain", "torch, transformers, trl")
+    settings = hf_grpo.GRPOSettings(**{k: getattr(args, k) for k in GRPO_INTS + GRPO_FLOATS if getattr(args, k) is not None})
+    status, run_dir = hf_grpo.posttrain(args.run_dir, args.out, settings)
     print(f"{status}: {run_dir}")
     return 0 if status == "finished" else 1
